@@ -1,0 +1,59 @@
+"""Atomic file output: write under a temporary name in the target folder, then rename.
+
+A crash or a kill never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def split_extension(path: Path) -> tuple[str, str]:
+    """Split a file name into stem and full extension, keeping double extensions
+    such as '.nii.gz' and '.seg.nrrd' together (writers choose their format from them)."""
+    name = path.name
+    for double in (".nii.gz", ".seg.nrrd", ".tar.gz"):
+        if name.lower().endswith(double):
+            return name[: -len(double)], name[-len(double):]
+    return path.stem, path.suffix
+
+
+@contextlib.contextmanager
+def atomic_path(final_path: str | os.PathLike):
+    """Yield a temporary path beside `final_path` with the same extension; on success
+    rename it onto `final_path`, on failure remove it."""
+    final_path = Path(final_path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    stem, extension = split_extension(final_path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{extension}",
+                                         dir=final_path.parent)
+    os.close(handle)
+    temporary = Path(temporary)
+    try:
+        yield temporary
+        # mkstemp creates files readable by their owner only; give the result the usual permissions.
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, final_path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically (UTF-8)."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write a binary file atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)

@@ -1,0 +1,142 @@
+"""Write a phantom cohort: one folder per case (CT, PET, Label A, Label B, truth, the known
+CT-to-PET transform) and cohort.json with every parameter, the seed and each case's agreement."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..atomic import atomic_path, current_umask
+from ..cohort import Case, Cohort, save_cohort
+from ..errors import OsteoSegError
+from ..io import write_image
+from ..metrics import cohens_kappa, dice, volume_ml
+from .anatomy import build_anatomy, origin_of
+from .annotators import annotate
+from .pet import ct_to_pet_transform, simulate_pet
+from .spec import PhantomSettings, draw_case
+
+GENERATOR_NAME = "OsteoSegLib.phantom"
+GENERATOR_VERSION = 1
+
+
+def case_seed(cohort_seed: int, index: int) -> int:
+    """The seed of case `index`: independent of how many cases are generated."""
+    return int(np.random.SeedSequence(cohort_seed, spawn_key=(index,)).generate_state(1)[0])
+
+
+def _on_ct_grid(array: np.ndarray, settings: PhantomSettings) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(settings.grid.spacing)
+    image.SetOrigin(origin_of(settings.grid))
+    return image
+
+
+def generate_case(case_id: str, seed: int, settings: PhantomSettings, folder: Path) -> Case:
+    """Generate one case into `folder` (relative file names in the returned Case)."""
+    spec = draw_case(case_id, seed, settings)
+    anatomy = build_anatomy(spec, settings)
+    rng = np.random.default_rng(spec.annotator_seed)
+    activity = _on_ct_grid(anatomy.activity_suv, settings)
+    pet, seen_pet = simulate_pet(activity, spec, settings, rng)
+    spacing_zyx = tuple(reversed(settings.grid.spacing))
+    label_a, label_b = annotate(anatomy, seen_pet, spacing_zyx, rng)
+    truth = anatomy.truth.astype(np.uint8)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"ct": "ct.nii.gz", "pet": "pet.nii.gz", "A": "label_a.nii.gz", "B": "label_b.nii.gz",
+             "truth": "truth.nii.gz"}
+    write_image(_on_ct_grid(anatomy.ct_hu, settings), folder / files["ct"])
+    write_image(pet, folder / files["pet"])
+    for key, mask in (("A", label_a), ("B", label_b), ("truth", truth)):
+        write_image(_on_ct_grid(mask, settings), folder / files[key])
+    with atomic_path(folder / "ct_to_pet.tfm") as temporary:
+        sitk.WriteTransform(ct_to_pet_transform(spec), str(temporary))
+
+    spacing = settings.grid.spacing
+    agreement = {
+        "kappa_A_B": round(cohens_kappa(label_a, label_b), 4),
+        "dice_A_B": round(dice(label_a, label_b), 4),
+        "fraction_of_B_inside_A": round(float((label_a & label_b).sum()) / max(int(label_b.sum()), 1), 4),
+        "volume_ml": {name: round(volume_ml(mask, spacing), 3)
+                      for name, mask in (("A", label_a), ("B", label_b), ("truth", truth))},
+    }
+    relative = f"{folder.name}/"
+    return Case(case_id=case_id, ct=relative + files["ct"], pet=relative + files["pet"],
+                labels={"A": relative + files["A"], "B": relative + files["B"]},
+                truth=relative + files["truth"], pet_units="SUVbw",
+                metadata={"phantom": asdict(spec), "ct_to_pet_transform": relative + "ct_to_pet.tfm",
+                          "agreement": agreement})
+
+
+def _generate_indexed(arguments) -> Case:
+    index, cohort_seed, settings, root = arguments
+    case_id = f"case_{index:03d}"
+    return generate_case(case_id, case_seed(cohort_seed, index), settings, Path(root) / case_id)
+
+
+def check_output_folder(out: Path, force: bool) -> None:
+    """Refuse to write into an existing non-empty folder unless forced."""
+    if out.exists() and not out.is_dir():
+        raise OsteoSegError("the output exists and is not a folder", path=out)
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OsteoSegError("the output folder is not empty; choose another or pass --force to replace it",
+                            path=out)
+
+
+def check_request(out: str | os.PathLike, cases: int, seed: int, force: bool) -> Path:
+    """Refuse impossible requests before anything is written; returns the absolute output path."""
+    if int(cases) < 1:
+        raise OsteoSegError(f"the number of cases must be at least 1, got {cases}")
+    if int(seed) < 0:
+        raise OsteoSegError(f"the seed must be zero or positive, got {seed}")
+    out = Path(out).resolve()
+    check_output_folder(out, force)
+    return out
+
+
+def generate_cohort(out: str | os.PathLike, cases: int, seed: int, settings: PhantomSettings,
+                    *, force: bool = False, workers: int | None = None, progress=None) -> Cohort:
+    """Generate `cases` cases into `out`. The cohort is built in a temporary folder beside `out` and
+    renamed into place at the end, so an interrupted run leaves no half-written cohort."""
+    out = check_request(out, cases, seed, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    os.chmod(staging, 0o777 & ~current_umask())   # mkdtemp makes an owner-only folder
+    try:
+        jobs = [(index, seed, settings, str(staging)) for index in range(cases)]
+        workers = max(1, min(workers or os.cpu_count() or 1, cases))
+        if workers == 1:
+            results = []
+            for job in jobs:
+                results.append(_generate_indexed(job))
+                if progress:
+                    progress(len(results), cases)
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                results = []
+                for case in pool.map(_generate_indexed, jobs):
+                    results.append(case)
+                    if progress:
+                        progress(len(results), cases)
+        cohort = Cohort(
+            root=staging, cases=results, name=f"OsteoSeg phantom (seed {seed})",
+            description="Synthetic osteomyelitis PET-CT cohort with two annotation sources "
+                        "(A: high sensitivity, B: high specificity) and the hidden true extent.",
+            generator={"name": GENERATOR_NAME, "version": GENERATOR_VERSION, "seed": int(seed),
+                       "cases": int(cases), "settings": asdict(settings)})
+        save_cohort(cohort)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+        cohort.root = out
+        return cohort
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,46 @@
+"""Shared fixtures: a headless Slicer scene, phantom cohorts made once per session, real data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "OsteoSeg"))   # also importable without `pip install -e .`
+
+from OsteoSegLib.phantom import generate_cohort, settings_for  # noqa: E402
+
+# A quick grid for tests that need files, not realism (the same field of view as `small`).
+TINY_SHAPE, TINY_SPACING = (48, 48, 20), (4.0, 4.0, 6.0)
+
+
+@pytest.fixture
+def context():
+    """A fresh headless MRML scene with Slicer's logics registered."""
+    from OsteoSegLib.mrml import create_headless_context
+
+    return create_headless_context()
+
+
+@pytest.fixture(scope="session")
+def small_cohort(tmp_path_factory):
+    """Eight cases at the `small` size (the demo's size), seed 11."""
+    return generate_cohort(tmp_path_factory.mktemp("small") / "cohort", 8, 11, settings_for("small"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory):
+    """Three cases on a coarse grid, seed 5: for tests of files and formats."""
+    settings = settings_for("small", shape=TINY_SHAPE, spacing=TINY_SPACING)
+    return generate_cohort(tmp_path_factory.mktemp("tiny") / "cohort", 3, 5, settings, workers=1)
+
+
+@pytest.fixture
+def shared_data():
+    """The real PET-CT data beside the project; tests using it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it is not part of a user's clone)")
+    return SHARED_DATA
