@@ -7,8 +7,8 @@ import os
 import numpy as np
 
 from .atomic import atomic_path
+from .preprocess import BONE_WINDOW_HU
 
-BONE_WINDOW_HU = (-400.0, 1100.0)   # width 1500, level 350
 # Colours follow the paper: Model / Label A red, Model / Label B blue.
 MASK_COLORS = {"A": "#e41a1c", "B": "#377eb8", "truth": "#4daf4a"}
 

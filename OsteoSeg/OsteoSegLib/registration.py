@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-import SimpleITK as sitk
+from dataclasses import dataclass
 
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from .atomic import atomic_path
+from .errors import OsteoSegError
+
+METAL_HU = 2500.0
+MAX_SHIFT_MM = 30.0        # beyond this a "correction" is a failed registration, not patient motion
+MAX_ROTATION_DEG = 15.0
+SEARCH_STEP_MM, SEARCH_STEPS = 4.0, 3   # coarse translation search: +-12 mm in 4 mm steps
+METAL_MARGIN_MM = 30.0   # streaks reach well beyond the metal itself
 INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
 
 
@@ -15,3 +27,176 @@ def resample_onto(moving: sitk.Image, reference: sitk.Image, *, interpolator: st
     pixel_type = sitk.sitkFloat32 if interpolator == "linear" else moving.GetPixelID()
     return sitk.Resample(moving, reference, transform or sitk.Transform(), INTERPOLATORS[interpolator],
                          default_value, pixel_type)
+
+
+def physical_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest physical corner (mm) of the box the image's voxels cover."""
+    size = np.array(image.GetSize())
+    corners = [image.TransformContinuousIndexToPhysicalPoint((np.array(c) * size - 0.5).tolist())
+               for c in np.array(np.meshgrid([0, 1], [0, 1], [0, 1])).T.reshape(-1, 3)]
+    return np.min(corners, axis=0), np.max(corners, axis=0)
+
+
+def check_overlap(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, minimum_fraction: float = 0.1):
+    """Refuse a PET that does not cover a useful part of the CT; the message says by how much they miss."""
+    ct_low, ct_high = physical_bounds(ct)
+    pet_low, pet_high = physical_bounds(pet)
+    overlap = np.clip(np.minimum(ct_high, pet_high) - np.maximum(ct_low, pet_low), 0, None)
+    fraction = float(np.prod(overlap) / np.prod(ct_high - ct_low))
+    if fraction < minimum_fraction:
+        gap = np.maximum(np.maximum(ct_low - pet_high, pet_low - ct_high), 0)
+        detail = (f"they are {np.linalg.norm(gap):.0f} mm apart (gap x/y/z {np.round(gap, 1).tolist()} mm)"
+                  if gap.any() else f"the PET covers only {100 * fraction:.1f}% of the CT")
+        raise OsteoSegError(f"PET and CT do not overlap in physical space: {detail}", case=case)
+    return fraction
+
+
+@dataclass
+class RigidResult:
+    """The outcome of a rigid PET-to-CT registration."""
+
+    transform: sitk.Euler3DTransform    # maps CT (fixed) points to PET (moving) points
+    metric_before: float                # Mattes mutual information (lower is better)
+    metric_after: float
+    iterations: int
+    stop_condition: str
+
+
+def metric_mask(ct: sitk.Image, pet: sitk.Image, margin_mm: float) -> sitk.Image:
+    """CT voxels the metric should use: inside the body (above -500 HU) and at least `margin_mm`
+    inside the PET's field of view, so cropped borders and air do not steer the registration."""
+    low, high = physical_bounds(pet)
+    low, high = low + margin_mm, high - margin_mm
+    size = ct.GetSize()
+    k, j, i = np.meshgrid(*(np.arange(n, dtype=float) for n in reversed(size)), indexing="ij")
+    index = np.stack([i.ravel(), j.ravel(), k.ravel()])
+    direction = np.array(ct.GetDirection()).reshape(3, 3)
+    points = (direction @ (np.array(ct.GetSpacing())[:, None] * index)) + np.array(ct.GetOrigin())[:, None]
+    inside_pet = np.all((points >= low[:, None]) & (points <= high[:, None]), axis=0).reshape(k.shape)
+    hounsfield = sitk.GetArrayViewFromImage(ct)
+    body = hounsfield > -500
+    metal = hounsfield > METAL_HU
+    if metal.any():   # metal and its nearest streak artefacts have no counterpart on PET
+        spacing = tuple(reversed(ct.GetSpacing()))
+        metal = ndimage.distance_transform_edt(~metal, sampling=spacing) <= METAL_MARGIN_MM
+    mask = sitk.GetImageFromArray((inside_pet & body & ~metal).astype(np.uint8))
+    mask.CopyInformation(ct)
+    return mask
+
+
+def _mattes(fixed, moving, transform, bins, sampling, seed, mask=None) -> float:
+    method = sitk.ImageRegistrationMethod()
+    if mask is not None:
+        method.SetMetricFixedMask(mask)
+    method.SetMetricAsMattesMutualInformation(bins)
+    method.SetMetricSamplingStrategy(method.REGULAR)
+    method.SetMetricSamplingPercentage(sampling, seed)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetInitialTransform(transform, inPlace=False)
+    return float(method.MetricEvaluate(fixed, moving))
+
+
+def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, bins: int = 50,
+                   sampling: float = 0.5, seed: int = 0, margin_mm: float = 0.0,
+                   ct_window: tuple[float, float] = (-200.0, 300.0), blur_mm: float = 2.5,
+                   learning_rate: float = 2.0, shrink: tuple[int, ...] = (4, 2, 1)) -> RigidResult:
+    """Rigid PET-to-CT registration, CT fixed and PET moving: Mattes mutual information between the
+    PET and the CT in a soft-tissue window blurred to PET resolution, on body voxels away from metal;
+    a coarse exhaustive translation search, then gradient descent over three resolution levels.
+    Defaults were chosen on phantom cases (seeds 11 and 21) and checked on the real STS patients."""
+    check_overlap(ct, pet, case=case)
+    # CT seen as PET sees it: a soft-tissue window (fat / muscle / bone contrast) blurred to the
+    # PET's resolution, so partial-volume differences do not pull the metric off.
+    fixed = sitk.Cast(sitk.Clamp(ct, lowerBound=ct_window[0], upperBound=ct_window[1]), sitk.sitkFloat32)
+    if blur_mm > 0:
+        fixed = sitk.SmoothingRecursiveGaussian(fixed, blur_mm)
+    # Pad the PET with background beyond its field of view: otherwise samples that leave it are
+    # dropped, and mutual information rewards shrinking the overlap (the optimiser runs away along
+    # the limb, where anatomy barely changes).
+    padding = [int(np.ceil(MAX_SHIFT_MM / s)) + 1 for s in pet.GetSpacing()]
+    moving = sitk.ConstantPad(sitk.Cast(pet, sitk.sitkFloat32), padding, padding, 0.0)
+    initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
+                                                sitk.CenteredTransformInitializerFilter.GEOMETRY)
+    # A combined PET/CT shares one frame of reference: start from identity about the CT's centre,
+    # not from the (different) centres of the two fields of view.
+    initial = sitk.Euler3DTransform(initial.GetCenter())
+    mask = metric_mask(ct, pet, margin_mm)
+    initial = _coarse_translation_search(fixed, moving, mask, initial, bins, sampling, seed)
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricFixedMask(mask)
+    method.SetMetricAsMattesMutualInformation(bins)
+    method.SetMetricSamplingStrategy(method.REGULAR)
+    method.SetMetricSamplingPercentage(sampling, seed)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(learningRate=learning_rate, minStep=1e-4,
+                                                    numberOfIterations=300, gradientMagnitudeTolerance=1e-8)
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel(list(shrink))
+    method.SetSmoothingSigmasPerLevel([float(f - 1) for f in shrink])
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    method.SetInitialTransform(initial, inPlace=False)
+    before = _mattes(fixed, moving, initial, bins, sampling, seed, mask)
+    try:
+        found = method.Execute(fixed, moving)
+    except RuntimeError as error:
+        raise OsteoSegError(f"rigid registration failed ({str(error).strip().splitlines()[-1]})", case=case) from None
+    transform = sitk.Euler3DTransform(sitk.CompositeTransform(found).GetNthTransform(0))
+    _check_plausible(transform, case)
+    after = _mattes(fixed, moving, transform, bins, sampling, seed, mask)
+    return RigidResult(transform, before, after, method.GetOptimizerIteration(),
+                       method.GetOptimizerStopConditionDescription())
+
+
+def _coarse_translation_search(fixed, moving, mask, initial, bins, sampling, seed) -> sitk.Euler3DTransform:
+    """Best translation on a grid within +-SEARCH_STEPS * SEARCH_STEP_MM, on quarter-resolution images:
+    a start for the gradient descent that a local optimum near identity cannot trap."""
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricFixedMask(mask)
+    method.SetMetricAsMattesMutualInformation(bins)
+    method.SetMetricSamplingStrategy(method.REGULAR)
+    method.SetMetricSamplingPercentage(sampling, seed)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsExhaustive([0, 0, 0] + [SEARCH_STEPS] * 3, stepLength=SEARCH_STEP_MM)
+    method.SetOptimizerScales([1.0] * 6)
+    method.SetShrinkFactorsPerLevel([4])
+    method.SetSmoothingSigmasPerLevel([3.0])
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    method.SetInitialTransform(initial, inPlace=False)
+    best = method.Execute(fixed, moving)
+    return sitk.Euler3DTransform(sitk.CompositeTransform(best).GetNthTransform(0))
+
+
+def _check_plausible(transform: sitk.Euler3DTransform, case: str | None) -> None:
+    """Refuse a correction far beyond patient motion between a CT and its PET: such a result means
+    the metric found a wrong optimum, and applying it silently would misplace every lesion."""
+    shift = float(np.linalg.norm(transform.GetTranslation()))
+    angles = (transform.GetAngleX(), transform.GetAngleY(), transform.GetAngleZ())
+    angle = float(np.degrees(max(abs(a) for a in angles)))
+    if shift > MAX_SHIFT_MM or angle > MAX_ROTATION_DEG:
+        raise OsteoSegError(f"rigid registration ended at an implausible alignment ({shift:.0f} mm, "
+                            f"{angle:.0f} degrees; limits {MAX_SHIFT_MM:.0f} mm, {MAX_ROTATION_DEG:.0f} degrees); "
+                            "nothing was written. "
+                            "Check that CT and PET are of the same patient, or align by resampling", case=case)
+
+
+def save_transform(transform: sitk.Transform, path) -> None:
+    """Write a transform file (.tfm / .h5) atomically."""
+    with atomic_path(path) as temporary:
+        sitk.WriteTransform(transform, str(temporary))
+
+
+def target_registration_error(found: sitk.Transform, truth: sitk.Transform, point) -> float:
+    """Distance (mm) between where two transforms send a point: the TRE at that point."""
+    return float(np.linalg.norm(np.subtract(found.TransformPoint(tuple(point)), truth.TransformPoint(tuple(point)))))
+
+
+def move_geometry(image: sitk.Image, transform: sitk.Euler3DTransform) -> sitk.Image:
+    """The same voxels with the geometry moved rigidly: what was at physical point x is now at
+    transform(x). This is how a patient's motion between CT and PET looks, with no resampling."""
+    rotation = np.array(transform.GetMatrix()).reshape(3, 3)
+    centre = np.array(transform.GetCenter())
+    moved = sitk.Image(image)
+    moved.SetOrigin((rotation @ (np.array(image.GetOrigin()) - centre) + centre
+                     + np.array(transform.GetTranslation())).tolist())
+    moved.SetDirection((rotation @ np.array(image.GetDirection()).reshape(3, 3)).ravel().tolist())
+    return moved
