@@ -84,14 +84,8 @@ def metric_mask(ct: sitk.Image, pet: sitk.Image, margin_mm: float) -> sitk.Image
     return mask
 
 
-def _mattes(fixed, moving, transform, bins, sampling, seed, mask=None) -> float:
-    method = _registration_method()
-    if mask is not None:
-        method.SetMetricFixedMask(mask)
-    method.SetMetricAsMattesMutualInformation(bins)
-    method.SetMetricSamplingStrategy(method.REGULAR)
-    method.SetMetricSamplingPercentage(sampling, seed)
-    method.SetInterpolator(sitk.sitkLinear)
+def _mattes(fixed, moving, transform, bins, sampling, seed, mask) -> float:
+    method = _mutual_information_method(mask, bins, sampling, seed)
     method.SetInitialTransform(transform, inPlace=False)
     return float(method.MetricEvaluate(fixed, moving))
 
@@ -122,12 +116,7 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
     initial = sitk.Euler3DTransform(initial.GetCenter())
     mask = metric_mask(ct, pet, margin_mm)
     initial = _coarse_translation_search(fixed, moving, mask, initial, bins, sampling, seed)
-    method = _registration_method()
-    method.SetMetricFixedMask(mask)
-    method.SetMetricAsMattesMutualInformation(bins)
-    method.SetMetricSamplingStrategy(method.REGULAR)
-    method.SetMetricSamplingPercentage(sampling, seed)
-    method.SetInterpolator(sitk.sitkLinear)
+    method = _mutual_information_method(mask, bins, sampling, seed)
     method.SetOptimizerAsRegularStepGradientDescent(learningRate=learning_rate, minStep=1e-4,
                                                     numberOfIterations=300, gradientMagnitudeTolerance=1e-8)
     method.SetOptimizerScalesFromPhysicalShift()
@@ -155,15 +144,21 @@ def _registration_method() -> sitk.ImageRegistrationMethod:
     return method
 
 
-def _coarse_translation_search(fixed, moving, mask, initial, bins, sampling, seed) -> sitk.Euler3DTransform:
-    """Best translation on a grid within +-SEARCH_STEPS * SEARCH_STEP_MM, on quarter-resolution images:
-    a start for the gradient descent that a local optimum near identity cannot trap."""
+def _mutual_information_method(mask, bins: int, sampling: float, seed: int) -> sitk.ImageRegistrationMethod:
+    """Mattes mutual information on the masked CT voxels, regularly sampled, linear interpolation."""
     method = _registration_method()
     method.SetMetricFixedMask(mask)
     method.SetMetricAsMattesMutualInformation(bins)
     method.SetMetricSamplingStrategy(method.REGULAR)
     method.SetMetricSamplingPercentage(sampling, seed)
     method.SetInterpolator(sitk.sitkLinear)
+    return method
+
+
+def _coarse_translation_search(fixed, moving, mask, initial, bins, sampling, seed) -> sitk.Euler3DTransform:
+    """Best translation on a grid within +-SEARCH_STEPS * SEARCH_STEP_MM, on quarter-resolution images:
+    a start for the gradient descent that a local optimum near identity cannot trap."""
+    method = _mutual_information_method(mask, bins, sampling, seed)
     method.SetOptimizerAsExhaustive([0, 0, 0] + [SEARCH_STEPS] * 3, stepLength=SEARCH_STEP_MM)
     method.SetOptimizerScales([1.0] * 6)
     method.SetShrinkFactorsPerLevel([4])
