@@ -13,6 +13,7 @@ import SimpleITK as sitk
 from .atomic import atomic_path, write_text
 from .errors import OsteoSegError
 from .io import write_image
+from .preprocess import BONE_WINDOW_HU
 from .registration import check_overlap, register_rigid, resample_onto, save_transform
 
 METHODS = ("resample", "rigid")
@@ -22,8 +23,8 @@ def align(ct: sitk.Image, pet: sitk.Image, method: str = "resample", *, case: st
     """PET on the CT grid, the CT-to-PET transform, and the registration report (None for resample)."""
     if method not in METHODS:
         raise OsteoSegError(f"unknown alignment method {method!r}; use one of {', '.join(METHODS)}", case=case)
-    check_overlap(ct, pet, case=case)
     if method == "resample":
+        check_overlap(ct, pet, case=case)   # register_rigid checks it too
         return resample_onto(pet, ct), sitk.Euler3DTransform(), None
     result = register_rigid(ct, pet, case=case)
     return resample_onto(pet, ct, transform=result.transform), result.transform, result
@@ -42,7 +43,7 @@ def write_quality_figure(ct: sitk.Image, before: sitk.Image, after: sitk.Image, 
     top = max(float(np.percentile(after_array, 99.5)), 1e-3)
     figure, axes = plt.subplots(1, 2, figsize=(8, 4.2), dpi=100)
     for axis, pet, name in zip(axes, (before, after), ("before", "after"), strict=True):
-        axis.imshow(ct_array[k], cmap="gray", vmin=-400, vmax=1100)
+        axis.imshow(ct_array[k], cmap="gray", vmin=BONE_WINDOW_HU[0], vmax=BONE_WINDOW_HU[1])
         pet_slice = sitk.GetArrayFromImage(pet)[k]
         axis.imshow(np.ma.masked_less(pet_slice, 0.2 * top), cmap="hot", vmin=0, vmax=top, alpha=0.55)
         axis.set_title(name)
@@ -69,5 +70,6 @@ def align_to_folder(ct: sitk.Image, pet: sitk.Image, out: str | os.PathLike, met
                       stop_condition=result.stop_condition)
     write_text(out / "alignment.json", json.dumps(report, indent=2) + "\n")
     title = f"{method}" + (f": MI {result.metric_before:.4f} -> {result.metric_after:.4f}" if result else "")
-    write_quality_figure(ct, resample_onto(pet, ct), aligned, out / "alignment.png", title)
+    before = aligned if result is None else resample_onto(pet, ct)   # resampling is its own "before"
+    write_quality_figure(ct, before, aligned, out / "alignment.png", title)
     return report

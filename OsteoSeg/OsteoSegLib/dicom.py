@@ -26,6 +26,7 @@ class Series:
     frame_of_reference: str
     files: list[Path] = field(default_factory=list)
     header: object = None          # pydicom dataset of the first file (no pixel data)
+    positions: list[float] = field(default_factory=list)   # each file's position along the slice normal
 
     def summary(self) -> str:
         return f"{self.modality} '{self.description}' ({len(self.files)} files, UID {self.uid})"
@@ -51,7 +52,17 @@ def find_series(folder: str | os.PathLike) -> list[Series]:
                                               str(header.get("SeriesDescription", "")),
                                               str(header.get("FrameOfReferenceUID", "")), header=header))
         series.files.append(path)
+        series.positions.append(_slice_position(header))
     return list(found.values())
+
+
+def _slice_position(header) -> float:
+    """Where a slice lies along its normal (mm); 0 for files without image geometry (SEG, RTSTRUCT)."""
+    if "ImageOrientationPatient" not in header or "ImagePositionPatient" not in header:
+        return 0.0
+    orientation = np.array(header.ImageOrientationPatient, dtype=float)
+    return float(np.dot(np.cross(orientation[:3], orientation[3:]),
+                        np.array(header.ImagePositionPatient, dtype=float)))
 
 
 def choose_series(series: list[Series], modality: str, folder, *, uid: str | None = None,
@@ -70,16 +81,8 @@ def choose_series(series: list[Series], modality: str, folder, *, uid: str | Non
 
 
 def _sorted_slices(series: Series) -> list[str]:
-    """Slice files ordered along the slice normal (not by file name)."""
-    import pydicom
-
-    positions = []
-    for path in series.files:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-        orientation = np.array(header.ImageOrientationPatient, dtype=float)
-        normal = np.cross(orientation[:3], orientation[3:])
-        positions.append((float(np.dot(normal, np.array(header.ImagePositionPatient, dtype=float))), str(path)))
-    return [path for _, path in sorted(positions)]
+    """Slice files ordered along the slice normal (not by file name), from positions read by find_series."""
+    return [str(path) for _, path in sorted(zip(series.positions, series.files, strict=True))]
 
 
 def read_series(series: Series, *, case: str | None = None) -> sitk.Image:

@@ -68,14 +68,15 @@ class RigidResult:
 def metric_mask(ct: sitk.Image, pet: sitk.Image, margin_mm: float) -> sitk.Image:
     """CT voxels the metric should use: inside the body (above -500 HU) and at least `margin_mm`
     inside the PET's field of view, so cropped borders and air do not steer the registration."""
-    low, high = physical_bounds(pet)
-    low, high = low + margin_mm, high - margin_mm
-    size = ct.GetSize()
-    k, j, i = np.meshgrid(*(np.arange(n, dtype=float) for n in reversed(size)), indexing="ij")
-    index = np.stack([i.ravel(), j.ravel(), k.ravel()])
-    direction = np.array(ct.GetDirection()).reshape(3, 3)
-    points = (direction @ (np.array(ct.GetSpacing())[:, None] * index)) + np.array(ct.GetOrigin())[:, None]
-    inside_pet = np.all((points >= low[:, None]) & (points <= high[:, None]), axis=0).reshape(k.shape)
+    # The PET's field of view (shrunk by the margin) drawn onto the CT grid: oblique grids are
+    # handled by resampling, and no per-voxel coordinate arrays are built.
+    field_of_view = sitk.Image(pet.GetSize(), sitk.sitkUInt8) + 1
+    field_of_view.CopyInformation(pet)
+    trim = [min(int(np.ceil(margin_mm / s)), (n - 1) // 2)
+            for s, n in zip(pet.GetSpacing(), pet.GetSize(), strict=True)]
+    if any(trim):
+        field_of_view = sitk.Crop(field_of_view, trim, trim)
+    inside_pet = sitk.GetArrayViewFromImage(resample_onto(field_of_view, ct, interpolator="nearest")) > 0
     hounsfield = sitk.GetArrayViewFromImage(ct)
     body = hounsfield > -500
     metal = hounsfield > METAL_HU
@@ -112,13 +113,12 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
     # the limb, where anatomy barely changes).
     padding = [int(np.ceil(MAX_SHIFT_MM / s)) + 1 for s in pet.GetSpacing()]
     moving = sitk.ConstantPad(sitk.Cast(pet, sitk.sitkFloat32), padding, padding, 0.0)
-    initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
-                                                sitk.CenteredTransformInitializerFilter.GEOMETRY)
     # A combined PET/CT shares one frame of reference: start from identity about the CT's centre,
     # not from the (different) centres of the two fields of view.
-    initial = sitk.Euler3DTransform(initial.GetCenter())
+    identity = sitk.Euler3DTransform(ct.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in ct.GetSize()]))
     mask = metric_mask(ct, pet, margin_mm)
-    initial = _coarse_translation_search(fixed, moving, mask, initial, bins, sampling, seed)
+    before = _mattes(fixed, moving, identity, bins, sampling, seed, mask)
+    initial = _coarse_translation_search(fixed, moving, mask, identity, bins, sampling, seed)
     method = _mutual_information_method(mask, bins, sampling, seed)
     method.SetOptimizerAsRegularStepGradientDescent(learningRate=learning_rate, minStep=1e-4,
                                                     numberOfIterations=300, gradientMagnitudeTolerance=1e-8)
@@ -127,7 +127,6 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
     method.SetSmoothingSigmasPerLevel([float(f - 1) for f in shrink])
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     method.SetInitialTransform(initial, inPlace=False)
-    before = _mattes(fixed, moving, initial, bins, sampling, seed, mask)
     try:
         found = method.Execute(fixed, moving)
     except RuntimeError as error:
