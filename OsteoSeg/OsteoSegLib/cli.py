@@ -7,6 +7,7 @@ import sys
 import time
 
 from . import __version__
+from .cli_train import add_train_command
 from .errors import OsteoSegError
 
 
@@ -181,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.set_defaults(run=_phantom)
 
     _add_cohort_commands(commands)
+    add_train_command(commands)
 
     suv = commands.add_parser("suv", help="convert a DICOM PET series to SUVbw and show how")
     suv.add_argument("folder", help="folder with the PET series")

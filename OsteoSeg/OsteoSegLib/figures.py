@@ -78,3 +78,24 @@ def write_cohort_case_overview(cohort, case, path: str | os.PathLike) -> int:
     spacing = ct.GetSpacing()
     return write_case_overview(sitk.GetArrayFromImage(ct), sitk.GetArrayFromImage(pet), masks, path,
                                title=case.case_id, aspect=spacing[1] / spacing[0])
+
+
+def write_learning_curve(history: list[dict], path: str | os.PathLike, *, title: str = "") -> None:
+    """Training and validation loss per epoch, the best epoch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [record["epoch"] for record in history]
+    figure, axis = plt.subplots(figsize=(5.5, 3.6), dpi=110)
+    axis.plot(epochs, [r["train_loss"] for r in history], "o-", label="training")
+    axis.plot(epochs, [r["validation_loss"] for r in history], "s-", label="validation")
+    best = min(history, key=lambda r: r["validation_loss"])
+    axis.axvline(best["epoch"], color="grey", linestyle=":", label=f"best (epoch {best['epoch']})")
+    axis.set(xlabel="epoch", ylabel="loss (Dice + BCE)", title=title)
+    axis.legend()
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+    plt.close(figure)

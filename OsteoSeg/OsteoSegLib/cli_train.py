@@ -1,0 +1,77 @@
+"""`osteoseg train`: one model (label source x inputs x fold) into a model package folder."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .devices import DEVICE_CHOICES, PRECISION_CHOICES
+
+
+def training_settings_from(arguments):
+    """TrainingSettings from parsed options: the method's defaults unless an option was given."""
+    from dataclasses import replace
+
+    from .augment import AugmentationSettings
+    from .preprocess import PreprocessSettings
+    from .slice_data import parse_inputs
+    from .training import TrainingSettings, with_overrides
+
+    defaults = TrainingSettings()
+    preprocess = with_overrides(PreprocessSettings(), size=arguments.size,
+                                pet_normalisation=arguments.pet_normalisation)
+    augmentation = replace(AugmentationSettings(), enabled=not arguments.no_augmentation)
+    return with_overrides(defaults, label=arguments.label, inputs=parse_inputs(arguments.inputs),
+                          epochs=arguments.epochs, patience=arguments.patience, batch_size=arguments.batch_size,
+                          learning_rate=arguments.learning_rate, base_width=arguments.width, seed=arguments.seed,
+                          split_seed=arguments.split_seed, folds=arguments.folds, fold=arguments.fold,
+                          device=arguments.device, precision=arguments.precision,
+                          preprocess=preprocess, augmentation=augmentation)
+
+
+def run_train(arguments) -> int:
+    from .cohort import load_cohort
+    from .progress import TerminalProgress
+    from .training import train_model
+
+    settings = training_settings_from(arguments)
+    cohort = load_cohort(arguments.cohort)
+    result = train_model(cohort, settings, arguments.out, resume=arguments.resume, force=arguments.force,
+                         progress=TerminalProgress())
+    if os.environ.get("RANK", "0") != "0":   # under torchrun, rank 0 speaks
+        return 0
+    validation = result.card["validation"]
+    print(f"model package: {result.folder}")
+    print(f"validation 3D Dice {validation['dice_mean']:.3f} +- {validation['dice_sd']:.3f} over "
+          f"{len(validation['dice_per_patient'])} patient(s); baselines: "
+          + ", ".join(f"{name} {values['dice_mean']:.3f}" for name, values in validation["baselines"].items()))
+    return 0
+
+
+def add_train_command(commands) -> None:
+    train = commands.add_parser("train", help="train one model (a label source and inputs) on a cohort",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Defaults are the method's (Adam 1e-4, cosine over 20 epochs, "
+                                            "early stopping after 10, batch 8, 224 x 224, width 64). "
+                                            "Under torchrun the epochs are shared over the processes (DDP).")
+    train.add_argument("cohort", help="cohort folder (with cohort.json)")
+    train.add_argument("--label", required=True, help="label source to learn, e.g. A or B")
+    train.add_argument("--inputs", default="ct+pet", help="ct, pet or ct+pet")
+    train.add_argument("--out", required=True, help="model package folder (empty, or a run to --resume)")
+    train.add_argument("--folds", type=int, help="cross-validation: number of folds (default: 7:1:2 hold-out)")
+    train.add_argument("--fold", type=int, help="cross-validation: which fold to train, 0..folds-1")
+    train.add_argument("--epochs", type=int, help="most epochs (default 20)")
+    train.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
+    train.add_argument("--batch-size", type=int, help="slices per batch and process (default 8)")
+    train.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-4)")
+    train.add_argument("--width", type=int, help="features of the first level (default 64, the paper's)")
+    train.add_argument("--size", type=int, help="slice size for the network (default 224)")
+    train.add_argument("--pet-normalisation", choices=("minmax", "fixed"), help="default minmax (the method's)")
+    train.add_argument("--seed", type=int, help="seed for weights, slice order and augmentation (default 0)")
+    train.add_argument("--split-seed", type=int, help="seed of the patient-wise split (default 0)")
+    train.add_argument("--device", choices=DEVICE_CHOICES, help="default auto: cuda, then mps, then cpu")
+    train.add_argument("--precision", choices=PRECISION_CHOICES, help="default auto: bf16 on CUDA, else fp32")
+    train.add_argument("--no-augmentation", action="store_true", help="train without augmentation")
+    train.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
+    train.add_argument("--force", action="store_true", help="clear --out and start over")
+    train.set_defaults(run=run_train)
