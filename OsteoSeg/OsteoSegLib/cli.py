@@ -7,6 +7,8 @@ import sys
 import time
 
 from . import __version__
+from .cli_evaluate import add_crossval_command
+from .cli_segment import add_segment_command
 from .cli_train import add_train_command
 from .errors import OsteoSegError
 
@@ -43,9 +45,11 @@ def _phantom(arguments) -> int:
 
 
 def _demo(arguments) -> int:
-    from .demo import describe, run_demo
+    from .demo import describe, quick_settings, run_demo
+    from .progress import TerminalProgress
 
-    print(describe(run_demo(arguments.out, force=arguments.force)))
+    settings = quick_settings(cases=arguments.cases, folds=arguments.folds, epochs=arguments.epochs)
+    print(describe(run_demo(arguments.out, force=arguments.force, settings=settings, progress=TerminalProgress())))
     return 0
 
 
@@ -183,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_cohort_commands(commands)
     add_train_command(commands)
+    add_crossval_command(commands)
+    add_segment_command(commands)
 
     suv = commands.add_parser("suv", help="convert a DICOM PET series to SUVbw and show how")
     suv.add_argument("folder", help="folder with the PET series")
@@ -197,9 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--out", required=True, help="output folder")
     align.set_defaults(run=_align)
 
-    demo = commands.add_parser("demo", help="run everything that exists end to end on the phantom")
+    demo = commands.add_parser("demo", help="the whole product end to end on the phantom (a few minutes on a CPU)")
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     demo.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    demo.add_argument("--cases", type=int, help="phantom cases (default 16)")
+    demo.add_argument("--folds", type=int, help="cross-validation folds (default 3)")
+    demo.add_argument("--epochs", type=int, help="training epochs per model (default 10)")
     demo.set_defaults(run=_demo)
     return parser
 

@@ -21,10 +21,12 @@ def training_settings_from(arguments):
     preprocess = with_overrides(PreprocessSettings(), size=arguments.size,
                                 pet_normalisation=arguments.pet_normalisation)
     augmentation = replace(AugmentationSettings(), enabled=not arguments.no_augmentation)
-    return with_overrides(defaults, label=arguments.label, inputs=parse_inputs(arguments.inputs),
+    return with_overrides(defaults, label=getattr(arguments, "label", None),
+                          inputs=parse_inputs(arguments.inputs) if isinstance(arguments.inputs, str) else None,
                           epochs=arguments.epochs, patience=arguments.patience, batch_size=arguments.batch_size,
                           learning_rate=arguments.learning_rate, base_width=arguments.width, seed=arguments.seed,
-                          split_seed=arguments.split_seed, folds=arguments.folds, fold=arguments.fold,
+                          split_seed=arguments.split_seed, folds=getattr(arguments, "folds", None),
+                          fold=getattr(arguments, "fold", None),
                           device=arguments.device, precision=arguments.precision,
                           preprocess=preprocess, augmentation=augmentation)
 
@@ -60,18 +62,23 @@ def add_train_command(commands) -> None:
     train.add_argument("--out", required=True, help="model package folder (empty, or a run to --resume)")
     train.add_argument("--folds", type=int, help="cross-validation: number of folds (default: 7:1:2 hold-out)")
     train.add_argument("--fold", type=int, help="cross-validation: which fold to train, 0..folds-1")
-    train.add_argument("--epochs", type=int, help="most epochs (default 20)")
-    train.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
-    train.add_argument("--batch-size", type=int, help="slices per batch and process (default 8)")
-    train.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-4)")
-    train.add_argument("--width", type=int, help="features of the first level (default 64, the paper's)")
-    train.add_argument("--size", type=int, help="slice size for the network (default 224)")
-    train.add_argument("--pet-normalisation", choices=("minmax", "fixed"), help="default minmax (the method's)")
-    train.add_argument("--seed", type=int, help="seed for weights, slice order and augmentation (default 0)")
-    train.add_argument("--split-seed", type=int, help="seed of the patient-wise split (default 0)")
-    train.add_argument("--device", choices=DEVICE_CHOICES, help="default auto: cuda, then mps, then cpu")
-    train.add_argument("--precision", choices=PRECISION_CHOICES, help="default auto: bf16 on CUDA, else fp32")
-    train.add_argument("--no-augmentation", action="store_true", help="train without augmentation")
+    add_training_options(train)
     train.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
     train.add_argument("--force", action="store_true", help="clear --out and start over")
     train.set_defaults(run=run_train)
+
+
+def add_training_options(parser) -> None:
+    """The options shared by `train` and `crossval` (each defaults to the method's value)."""
+    parser.add_argument("--epochs", type=int, help="most epochs (default 20)")
+    parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
+    parser.add_argument("--batch-size", type=int, help="slices per batch and process (default 8)")
+    parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-4)")
+    parser.add_argument("--width", type=int, help="features of the first level (default 64, the paper's)")
+    parser.add_argument("--size", type=int, help="slice size for the network (default 224)")
+    parser.add_argument("--pet-normalisation", choices=("minmax", "fixed"), help="default minmax (the method's)")
+    parser.add_argument("--seed", type=int, help="seed for weights, slice order and augmentation (default 0)")
+    parser.add_argument("--split-seed", type=int, help="seed of the patient-wise split (default 0)")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, help="default auto: cuda, then mps, then cpu")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, help="default auto: bf16 on CUDA, else fp32")
+    parser.add_argument("--no-augmentation", action="store_true", help="train without augmentation")

@@ -1,78 +1,148 @@
-"""The demo: everything that exists, end to end, on the embedded phantom.
+"""The demo: the whole product, end to end, on the embedded phantom.
 
-phantom cohort -> overview figure -> a headless Slicer scene for one case (CT in the bone window,
-PET on the CT grid, labels as editable segments) -> .seg.nrrd (re-read and checked) and a .mrb scene.
+phantom cohort -> cross-validation of Model A / Model B with CT-only, PET-only and dual-channel
+inputs (narrow network, few epochs) -> report (both tables, figures) -> a model set -> Segment one
+held-out case into a Slicer segmentation (.seg.nrrd) and scene (.mrb).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import SimpleITK as sitk
+
 from . import mrml
+from .cohort import Cohort
 from .errors import OsteoSegError
+from .evaluation import cross_validate
 from .figures import write_cohort_case_overview
+from .io import read_image
+from .models import load_model_set
 from .phantom import generate_cohort, settings_for
 from .phantom.writer import check_output_folder
+from .preprocess import PreprocessSettings
+from .progress import Progress
+from .report import write_report
 from .scene import load_case
+from .segment import segment_images
+from .segment_output import write_segmentation
+from .slice_data import TRANSFORM_KEY
+from .training import TrainingSettings
 
-DEMO_CASES = 8
-DEMO_SEED = 0
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """How big the demo is; the defaults run in minutes on a 2-core laptop CPU."""
+
+    cases: int = 16
+    seed: int = 0
+    folds: int = 3
+    epochs: int = 10
+    width: int = 8
+    learning_rate: float = 1e-3   # the paper's 1e-4 needs more epochs than a demo has
+
+    def training(self) -> TrainingSettings:
+        return TrainingSettings(base_width=self.width, epochs=self.epochs, learning_rate=self.learning_rate,
+                                preprocess=PreprocessSettings(size=96))
 
 
 @dataclass
 class DemoResult:
     cohort_folder: Path
     overview_png: Path
-    segmentation_file: Path
+    report_folder: Path
+    model_set: Path
+    segmentation_files: dict
     scene_file: Path
-    agreement: list[tuple[str, dict]] = field(default_factory=list)
+    report: dict
 
 
-def run_demo(out: str | Path, *, force: bool = False, log=print) -> DemoResult:
+def make_model_set(models_folder: Path, fold: int, out: Path) -> Path:
+    """Fold `fold`'s dual-channel Model A and Model B, copied into one model-set folder."""
+    for label in "AB":
+        shutil.copytree(models_folder / f"fold{fold}" / f"{label}_ct+pet", out / f"model-{label}",
+                        ignore=shutil.ignore_patterns("training", "run.json"))
+    return out
+
+
+def segment_case(cohort: Cohort, case_id: str, model_set: Path, out: Path) -> tuple[dict, Path]:
+    """Segment a case the models never saw, as a user would, and save the scene with the result."""
+    case = cohort.case(case_id)
+    ct, pet = read_image(cohort.path(case.ct), case=case_id), read_image(cohort.path(case.pet), case=case_id)
+    transform = sitk.ReadTransform(str(cohort.path(case.metadata[TRANSFORM_KEY])))
+    result = segment_images(ct, pet, load_model_set(model_set), transform=transform, case=case_id)
+    context = mrml.create_headless_context()
+    paths = write_segmentation(context, ct, result, out, case_id, nifti=True)
+    load_case(context, cohort, case)
+    scene = mrml.save_scene_bundle(context, out / f"{case_id}_scene.mrb")
+    return paths, scene
+
+
+def run_demo(out: str | Path, *, force: bool = False, settings: DemoSettings = DemoSettings(),
+             progress: Progress | None = None, log=print) -> DemoResult:
     """Run the demo into `out` (refuses a non-empty folder unless forced)."""
     out = Path(out).resolve()
     check_output_folder(out, force)
-    log(f"1/3 Generating a phantom cohort of {DEMO_CASES} small cases (seed {DEMO_SEED}) ...")
-    cohort = generate_cohort(out / "cohort", DEMO_CASES, DEMO_SEED, settings_for("small"), force=True)
+    log(f"1/4 Generating a phantom cohort of {settings.cases} small cases (seed {settings.seed}) ...")
+    cohort = generate_cohort(out / "cohort", settings.cases, settings.seed, settings_for("small"), force=True)
     case = next((c for c in cohort.cases if c.metadata["agreement"]["volume_ml"]["truth"] > 0), None)
     if case is None:
         raise OsteoSegError("the demo cohort has no case with a lesion", path=cohort.root)
-    overview = out / f"{case.case_id}_overview.png"
-    write_cohort_case_overview(cohort, case, overview)
+    overview = write_overview(cohort, case.case_id, out)
 
-    log(f"2/3 Loading {case.case_id} into a headless Slicer scene ...")
-    context = mrml.create_headless_context()
-    nodes = load_case(context, cohort, case)
-    segmentation_file = mrml.save_segmentation(context, nodes.labels, out / f"{case.case_id}_labels.seg.nrrd")
-    reloaded = mrml.masks_from_segmentation(
-        context, mrml.load_segmentation(context, segmentation_file), nodes.ct)
-    original = mrml.masks_from_segmentation(context, nodes.labels, nodes.ct)
-    if reloaded.keys() != original.keys() or any((reloaded[k] != original[k]).any() for k in original):
-        raise OsteoSegError("the segmentation read back differs from what was written", path=segmentation_file)
+    log(f"2/4 {settings.folds}-fold cross-validation: Model A and Model B x CT / PET / CT+PET "
+        f"(width {settings.width}, {settings.epochs} epochs) ...")
+    crossval = cross_validate(cohort, ("A", "B"), (("ct",), ("pet",), ("ct", "pet")), settings.folds,
+                              settings.training(), out / "crossval", progress=progress)
+    log("3/4 Writing the report ...")
+    report_folder = write_report(crossval, out / "crossval" / "report", command="osteoseg demo")
 
-    log("3/3 Saving the scene ...")
-    scene_file = mrml.save_scene_bundle(context, out / f"{case.case_id}_scene.mrb")
-    return DemoResult(cohort.root, overview, segmentation_file, scene_file,
-                      [(c.case_id, c.metadata["agreement"]) for c in cohort.cases])
+    log("4/4 Segmenting a held-out case with fold 0's Model A and Model B ...")
+    model_set = make_model_set(out / "crossval" / "models", 0, out / "model-set")
+    held_out = next(row["case"] for row in crossval.rows if row["fold"] == 0 and row["reference_ml"] > 0)
+    paths, scene = segment_case(cohort, held_out, model_set, out / "segmentation")
+    import json
+
+    report = json.loads((report_folder / "report.json").read_text())
+    return DemoResult(cohort.root, overview, report_folder, model_set, paths, scene, report)
+
+
+def write_overview(cohort: Cohort, case_id: str, out: Path) -> Path:
+    overview = out / f"{case_id}_overview.png"
+    write_cohort_case_overview(cohort, cohort.case(case_id), overview)
+    return overview
+
+
+def _cell(summary: dict) -> str:
+    if not summary or summary.get("n", 0) == 0:
+        return "n/a"
+    return f"{100 * summary['mean']:5.1f} +- {100 * summary['sd']:4.1f}"
 
 
 def describe(result: DemoResult) -> str:
-    """A short report of what the demo produced."""
-    lines = ["", "Inter-source agreement per case (Label A vs Label B, voxel-wise on the CT grid):",
-             f"{'case':<10}{'kappa':>8}{'Dice':>8}{'A mL':>9}{'B mL':>9}{'truth mL':>10}"]
-    for case_id, agreement in result.agreement:
-        volumes = agreement["volume_ml"]
-        if volumes["truth"] == 0:
-            lines.append(f"{case_id:<10}{'(no lesion: both labels empty)':>44}")
-            continue
-        lines.append(f"{case_id:<10}{agreement['kappa_A_B']:>8.3f}{agreement['dice_A_B']:>8.3f}"
-                     f"{volumes['A']:>9.1f}{volumes['B']:>9.1f}{volumes['truth']:>10.1f}")
+    """The two tables and where everything is."""
+    report = result.report
+    lines = ["", "Modality comparison (3D Dice %, each model tested on its own label source):",
+             f"{'':<10}" + "".join(f"{name:>16}" for name in report["inputs"])]
+    for label, by_inputs in report["modality_table"].items():
+        lines.append(f"{'Model ' + label:<10}"
+                     + "".join(f"{_cell(by_inputs[n]['dice']):>16}" for n in report["inputs"]))
+    references = report["references"]
+    lines += ["", f"Cross-evaluation matrix (3D Dice %, {report['matrix_inputs']} models):",
+              f"{'':<10}" + "".join(f"{('on ' + r if r != 'truth' else 'on truth'):>16}" for r in references)]
+    for model, row in report["cross_matrix"].items():
+        lines.append(f"{'Model ' + model:<10}" + "".join(f"{_cell(row[r]):>16}" for r in references))
     lines += ["", "Produced:",
               f"  cohort (cohort.json + one folder per case): {result.cohort_folder}",
               f"  overview figure (CT, PET, A, B, truth):     {result.overview_png}",
-              f"  segmentation for Slicer (.seg.nrrd):        {result.segmentation_file}",
-              f"  Slicer scene (open in Slicer):              {result.scene_file}",
-              "", "Training, evaluation and the Segment button arrive with the next issues; "
-              "this demo runs everything that exists today."]
+              f"  cross-validation report:                    {result.report_folder / 'report.md'}",
+              f"  model set (Model A + Model B packages):     {result.model_set}",
+              f"  segmentation for Slicer (.seg.nrrd):        {result.segmentation_files['segmentation']}",
+              f"  Slicer scene (open in Slicer):              {result.scene_file}"]
     return "\n".join(lines)
+
+
+def quick_settings(**changes) -> DemoSettings:
+    return replace(DemoSettings(), **{k: v for k, v in changes.items() if v is not None})

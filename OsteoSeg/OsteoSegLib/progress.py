@@ -36,7 +36,8 @@ class TerminalProgress(Progress):
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
+        # disable=None: no bar when the output is not a terminal (logs, batch jobs), lines only.
+        self._bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, disable=None)
 
     def step_done(self, epoch: int, step: int, steps: int, loss: float) -> None:
         if self._bar is not None:

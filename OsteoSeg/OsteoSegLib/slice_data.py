@@ -14,18 +14,25 @@ from .io import read_image
 from .preprocess import CHANNEL_ORDER, PreprocessSettings, input_channels, to_training_size
 from .registration import resample_onto
 
+TRUTH = "truth"
 TRANSFORM_KEY = "ct_to_pet_transform"   # a case's recorded alignment (phantom truth, `osteoseg align`)
 
 
 @dataclass
 class PatientVolumes:
-    """One case on its CT grid: network channels (z, C, y, x) in [0, 1], PET in SUV, labels 0/1."""
+    """One case on its CT grid: network channels (z, C, y, x) in [0, 1], CT in HU, PET in SUV,
+    labels 0/1, and the CT image itself (the geometry predictions are written on)."""
 
     case_id: str
     channels: np.ndarray
+    ct_hu: np.ndarray
     pet_suv: np.ndarray
     labels: dict[str, np.ndarray]
-    spacing_zyx: tuple[float, float, float]
+    ct: sitk.Image
+
+    @property
+    def spacing_zyx(self) -> tuple[float, float, float]:
+        return tuple(reversed(self.ct.GetSpacing()))
 
 
 @dataclass
@@ -74,19 +81,26 @@ def pet_on_ct(cohort: Cohort, case: Case, ct: sitk.Image) -> sitk.Image:
 
 
 def load_patient(cohort: Cohort, case_id: str, inputs: tuple[str, ...], sources=(),
-                 settings: PreprocessSettings | None = None) -> PatientVolumes:
-    """Read, align and normalise one case; `sources` names the label masks to bring along."""
+                 settings: PreprocessSettings | None = None, *, with_truth: bool = False) -> PatientVolumes:
+    """Read, align and normalise one case; `sources` names the label masks to bring along (and
+    `with_truth` the phantom's hidden truth, as labels["truth"])."""
     settings = settings or PreprocessSettings()
     case = cohort.case(case_id)
     ct = read_image(cohort.path(case.ct), case=case_id)
     pet = sitk.GetArrayFromImage(pet_on_ct(cohort, case, ct)).astype(np.float32)
     ct_hu = sitk.GetArrayFromImage(ct).astype(np.float32)
-    labels = {}
-    for source in sources:
-        label = resample_onto(read_image(cohort.path(case.labels[source]), case=case_id), ct, interpolator="nearest")
-        labels[source] = (sitk.GetArrayViewFromImage(label) > 0).astype(np.uint8)
+    files = {source: case.labels[source] for source in sources}
+    if with_truth and case.truth:
+        files[TRUTH] = case.truth
+    labels = {source: mask_on_grid(cohort.path(file), ct, case_id) for source, file in files.items()}
     channels = input_channels(ct_hu if "ct" in inputs else None, pet if "pet" in inputs else None, inputs, settings)
-    return PatientVolumes(case_id, channels, pet, labels, tuple(reversed(ct.GetSpacing())))
+    return PatientVolumes(case_id, channels, ct_hu, pet, labels, ct)
+
+
+def mask_on_grid(path, ct: sitk.Image, case_id: str) -> np.ndarray:
+    """A label file as a 0/1 array on the CT grid (nearest neighbour in physical space)."""
+    label = resample_onto(read_image(path, case=case_id), ct, interpolator="nearest")
+    return (sitk.GetArrayViewFromImage(label) > 0).astype(np.uint8)
 
 
 def patient_slices(patient: PatientVolumes, source: str, size: int, *, lesion_only: bool = True) -> SliceSet:

@@ -322,13 +322,14 @@ def run_record(cohort: Cohort, split: Split, settings: TrainingSettings) -> dict
 
 def train_model(cohort: Cohort, settings: TrainingSettings, out: str | os.PathLike, *,
                 resume: bool = False, force: bool = False, progress: Progress | None = None,
-                name: str | None = None) -> TrainingResult:
+                name: str | None = None, split: Split | None = None) -> TrainingResult:
     """Train one model and write its package (model.safetensors + model.json) into `out`, with
-    metrics.csv, learning_curve.png and the resumable state under training/."""
+    metrics.csv, learning_curve.png and the resumable state under training/. `split` overrides the
+    one the settings choose (cross-validation passes its own)."""
     out = Path(out)
     check_settings(settings)
-    split = choose_split(cohort, settings)
-    check_label_source(cohort, split.train + split.validation + split.test, settings.label)
+    split = split or choose_split(cohort, settings)
+    check_label_source(cohort, split.train + split.validation, settings.label)
     processes, device = start_processes(settings.device)
     progress = (progress or Progress()) if processes.is_main else Progress()   # one voice under torchrun
     dtype = autocast_dtype(device, settings.precision)

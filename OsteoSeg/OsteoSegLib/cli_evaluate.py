@@ -1,0 +1,57 @@
+"""`osteoseg crossval`: k-fold cross-validation of every (label source x inputs) model, then the report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .cli_train import add_training_options, training_settings_from
+
+REPORT_FOLDER = "report"
+
+
+def run_crossval(arguments) -> int:
+    import shutil
+
+    from .cohort import load_cohort
+    from .errors import OsteoSegError
+    from .evaluation import cross_validate
+    from .progress import TerminalProgress
+    from .report import write_report
+    from .slice_data import parse_inputs
+
+    out = Path(arguments.out)
+    inputs = [parse_inputs(text) for text in arguments.inputs]
+    settings = training_settings_from(arguments)
+    cohort = load_cohort(arguments.cohort)
+    if (out / REPORT_FOLDER).exists() and not arguments.force:
+        raise OsteoSegError("a report is already there; pass --force to start the cross-validation over",
+                            path=out / REPORT_FOLDER)
+    if arguments.force and out.exists():
+        shutil.rmtree(out)
+    result = cross_validate(cohort, arguments.labels, inputs, arguments.folds, settings, out,
+                            split_seed=settings.split_seed, progress=TerminalProgress())
+    report = write_report(result, out / REPORT_FOLDER, command=shlex.join(["osteoseg", *sys.argv[1:]]))
+    print(f"report: {report / 'report.md'}")
+    print(f"models: {out / 'models'}   predictions: {out / 'predictions'}")
+    return 0
+
+
+def add_crossval_command(commands) -> None:
+    crossval = commands.add_parser(
+        "crossval", help="k-fold cross-validation: modality table and cross-evaluation matrix",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Trains every (fold, label source, inputs) model, predicts every test patient once per "
+                    "model, scores each prediction in 3D against every label source, and writes OUT/report "
+                    "(report.md, report.json, patients.csv, figures). Finished models in OUT/models are re-used, "
+                    "so running the same command again continues an interrupted cross-validation.")
+    crossval.add_argument("cohort", help="cohort folder (with cohort.json)")
+    crossval.add_argument("--labels", nargs="+", default=["A", "B"], help="label sources to train on")
+    crossval.add_argument("--inputs", nargs="+", default=["ct", "pet", "ct+pet"], help="input sets to compare")
+    crossval.add_argument("--folds", type=int, default=5, help="number of folds")
+    crossval.add_argument("--out", required=True, help="folder for models/, predictions/ and report/")
+    crossval.add_argument("--force", action="store_true", help="clear --out and start over")
+    add_training_options(crossval)
+    crossval.set_defaults(run=run_crossval)
