@@ -1,17 +1,27 @@
 """OsteoSeg: bone infection (osteomyelitis) segmentation in PET-CT, the 3D Slicer module.
 
 A thin adapter: widgets, the parameter node and buttons. Every computation lives in OsteoSegLib
-(plain Python, tested headless against Slicer's own MRML libraries).
+(plain Python, tested headless against Slicer's own MRML libraries); heavy packages (torch,
+SimpleITK filters) are imported only when a button needs them, so the module loads instantly.
 """
 
 import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
 
+import qt
 import slicer
 import vtk
-from slicer import vtkMRMLScalarVolumeNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
+
+ALIGN_METHODS = ["resample (combined PET/CT)", "rigid (SimpleITK)", "rigid (BRAINSFit)"]
+SAMPLE_CATEGORY = "OsteoSeg"
 
 
 class OsteoSeg(ScriptedLoadableModule):
@@ -26,11 +36,23 @@ class OsteoSeg(ScriptedLoadableModule):
         self.parent.helpText = (
             "Segments bone infection (osteomyelitis) in PET-CT with two models trained on two annotation "
             "philosophies: A (high sensitivity, screening) and B (high specificity, surgical planning). "
-            "Load a CT and a PET, preview the CT in the bone window with the PET fused on top, then "
-            "segment and edit the masks in Segment Editor.")
+            "Select a CT and a PET, align the PET to the CT, preview the CT in the bone window with the PET "
+            "fused on top, click Segment, and edit the result in Segment Editor.")
         self.parent.acknowledgementText = (
             "Method: Cross-Source Supervision for Bone Infection Segmentation in Dual-Modality PET-CT "
             "(arXiv 2605.16373, 2026).")
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """Offer the synthetic PET-CT case in the Sample Data module; it is generated locally, no network."""
+    import SampleData
+
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category=SAMPLE_CATEGORY, sampleName="OsteoSeg PET-CT phantom", uris=["osteoseg://phantom"],
+        fileNames=["OsteoSegPhantom.nrrd"], nodeNames=["OsteoSeg phantom"], loadFiles=False,
+        thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons", "OsteoSeg.png"),
+        customDownloader=lambda *args, **kwargs: OsteoSegLogic().loadSample())
 
 
 @parameterNodeWrapper
@@ -39,10 +61,19 @@ class OsteoSegParameterNode:
 
     ctVolume: vtkMRMLScalarVolumeNode
     petVolume: vtkMRMLScalarVolumeNode
+    alignMethod: Annotated[str, Choice(ALIGN_METHODS)] = ALIGN_METHODS[0]
+    alignedPetVolume: vtkMRMLScalarVolumeNode
+    petOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    showPet: bool = True
+    modelSetPath: Path
+    device: Annotated[str, Choice(["auto", "cuda", "mps", "cpu"])] = "auto"
+    threshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.5
+    probabilityMaps: bool = False
+    outputSegmentation: vtkMRMLSegmentationNode
 
 
 class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: selectors and buttons that call OsteoSegLogic."""
+    """The module panel: selectors and buttons that call OsteoSegLogic; a timer follows the worker."""
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -50,6 +81,10 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._job = None
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.connect("timeout()", self.onPollJob)
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -62,10 +97,21 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSampleButton)
+        self.ui.alignButton.connect("clicked(bool)", self.onAlignButton)
         self.ui.previewButton.connect("clicked(bool)", self.onPreviewButton)
+        self.ui.opacitySlider.connect("valueChanged(double)", self.onDisplayChanged)
+        self.ui.showPetCheckBox.connect("toggled(bool)", self.onDisplayChanged)
+        self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.ui.editButton.connect("clicked(bool)", self.onEditButton)
+        self.ui.cancelButton.visible = False
+        self.ui.progressBar.visible = False
         self.initializeParameterNode()
+        if not self.logic.brainsFitAvailable() and self.ui.alignMethodComboBox.count > 2:
+            self.ui.alignMethodComboBox.model().item(2).setEnabled(False)   # offered only where it exists
 
     def cleanup(self):
+        self.onCancelButton()
         self.removeObservers()
 
     def enter(self):
@@ -78,6 +124,7 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
 
     def onSceneStartClose(self, caller, event):
+        self.onCancelButton()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -98,11 +145,23 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._updateButtons()
 
     def _updateButtons(self, caller=None, event=None):
-        ready = bool(self._parameterNode and self._parameterNode.ctVolume and self._parameterNode.petVolume)
-        self.ui.previewButton.enabled = ready
-        self.ui.previewButton.toolTip = (
-            "Show the CT in the bone window with the PET fused on top." if ready
-            else "Select a CT volume and a PET volume first.")
+        """Enable each button only when it can run, and say in its tooltip why not."""
+        p = self._parameterNode
+        running = self._job is not None
+        haveInputs = bool(p and p.ctVolume and p.petVolume)
+        haveModels = bool(p and p.modelSetPath and str(p.modelSetPath) not in ("", ".") and p.modelSetPath.is_dir())
+        self.ui.alignButton.enabled = haveInputs and not running
+        self.ui.alignButton.toolTip = ("Make a PET volume on the CT grid (the original PET is kept)."
+                                       if haveInputs else "Select a CT volume and a PET volume first.")
+        self.ui.previewButton.enabled = haveInputs
+        self.ui.previewButton.toolTip = ("Show the CT in the bone window with the PET fused on top."
+                                         if haveInputs else "Select a CT volume and a PET volume first.")
+        self.ui.segmentButton.enabled = haveInputs and haveModels and not running
+        self.ui.segmentButton.toolTip = (
+            "Run Model A and Model B and add a new segmentation." if haveInputs and haveModels
+            else "Select a CT volume and a PET volume first." if not haveInputs
+            else "Choose the model set folder (it holds the Model A and Model B packages).")
+        self.ui.editButton.enabled = bool(p and p.outputSegmentation)
 
     def onLoadSampleButton(self):
         with slicer.util.tryWithErrorDisplay("Could not load the sample PET-CT.", waitCursor=True):
@@ -111,10 +170,91 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.petVolume = petNode
             self.ui.statusLabel.text = f"Loaded {ctNode.GetName()} and {petNode.GetName()}."
 
+    def onAlignButton(self):
+        with slicer.util.tryWithErrorDisplay("Could not align the PET to the CT.", waitCursor=True):
+            p = self._parameterNode
+            aligned = self.logic.align(p.ctVolume, p.petVolume, ALIGN_METHODS.index(p.alignMethod))
+            p.alignedPetVolume = aligned.pet_on_ct
+            if aligned.figure:
+                self.ui.alignFigureLabel.setPixmap(qt.QPixmap(str(aligned.figure)).scaledToWidth(360))
+            self.ui.statusLabel.text = f"Aligned: {aligned.pet_on_ct.GetName()} (originals unchanged)."
+            self.onPreviewButton()
+
     def onPreviewButton(self):
         with slicer.util.tryWithErrorDisplay("Could not show the preview.", waitCursor=True):
-            petOnCt = self.logic.preview(self._parameterNode.ctVolume, self._parameterNode.petVolume)
-            self.ui.statusLabel.text = f"Showing CT (bone window) with {petOnCt.GetName()}."
+            p = self._parameterNode
+            pet = p.alignedPetVolume or p.petVolume
+            shown = self.logic.preview(p.ctVolume, pet, p.petOpacity if p.showPet else 0.0)
+            self.ui.statusLabel.text = f"Showing CT (bone window) with {shown.GetName()}."
+
+    def onDisplayChanged(self, *unused):
+        if self._parameterNode:
+            self.logic.setPetOpacity(self._parameterNode.petOpacity if self._parameterNode.showPet else 0.0)
+
+    def onSegmentButton(self):
+        with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
+            if not self.logic.ensureDependencies():
+                return
+            p = self._parameterNode
+            self._job = self.logic.startSegmentation(p.ctVolume, p.petVolume, p.modelSetPath, p.device,
+                                                     p.threshold)
+            self._started = time.time()
+            self.ui.progressBar.value = 0
+            self.ui.progressBar.visible = self.ui.cancelButton.visible = True
+            self.ui.statusLabel.text = "Segmenting (Model A and Model B) ..."
+            self._timer.start()
+            self._updateButtons()
+
+    def onPollJob(self):
+        """Follow the worker: progress with ETA, messages, and the result when it is done."""
+        if self._job is None:
+            return
+        running = self._job.running
+        events = self._job.poll() if running else self._job.wait(timeout=5)   # drain the pipes at the end
+        for event in events:
+            if event["event"] == "progress":
+                self.ui.progressBar.value = int(100 * event["done"] / event["total"])
+                eta = event.get("eta_s")
+                self.ui.statusLabel.text = (f"Segmenting: {event['done']} of {event['total']} slices"
+                                            + (f", about {eta:.0f} s left" if eta is not None else ""))
+            elif event["event"] == "message":
+                self.ui.statusLabel.text = event["text"]
+                logging.info(f"OsteoSeg: {event['text']}")
+            elif event["event"] == "error":
+                self._finishJob()
+                slicer.util.errorDisplay(event["text"])
+                return
+            elif event["event"] == "done":
+                self._finishJob()
+                with slicer.util.tryWithErrorDisplay("Could not add the segmentation.", waitCursor=True):
+                    p = self._parameterNode
+                    added = self.logic.finishSegmentation(p.ctVolume, p.petVolume, event["result"],
+                                                          p.probabilityMaps)
+                    p.outputSegmentation = added.segmentation
+                    self.ui.statisticsTableView.setMRMLTableNode(added.statistics)
+                    self.ui.statusLabel.text = (f"Added {added.segmentation.GetName()} in "
+                                                f"{time.time() - self._started:.1f} s.")
+                return
+        if not running:
+            errors = "\n".join(self._job.errors[-5:])
+            self._finishJob()
+            slicer.util.errorDisplay(f"The segmentation process ended unexpectedly:\n{errors}")
+
+    def onCancelButton(self):
+        if self._job is not None:
+            self._job.cancel()
+            self._finishJob()
+            self.ui.statusLabel.text = "Cancelled; the scene is unchanged."
+
+    def _finishJob(self):
+        self._timer.stop()
+        self._job = None
+        self.ui.progressBar.visible = self.ui.cancelButton.visible = False
+        self._updateButtons()
+
+    def onEditButton(self):
+        p = self._parameterNode
+        self.logic.editInSegmentEditor(p.outputSegmentation, p.ctVolume)
 
 
 class OsteoSegLogic(ScriptedLoadableModuleLogic):
@@ -138,32 +278,122 @@ class OsteoSegLogic(ScriptedLoadableModuleLogic):
 
         cohort, case = ensure_sample_case(slicer.app.cachePath)
         nodes = load_case(self.mrmlContext(), cohort, case, with_labels=False)
-        slicer.mrmlScene.RemoveNode(nodes.pet_on_ct)   # the preview step makes its own
+        slicer.mrmlScene.RemoveNode(nodes.pet_on_ct)   # Align / Preview make their own
         logging.info(f"OsteoSeg sample loaded from {cohort.root}")
         return nodes.ct, nodes.pet
 
-    def preview(self, ctNode, petNode):
+    def brainsFitAvailable(self):
+        return hasattr(slicer.modules, "brainsfit")
+
+    def align(self, ctNode, petNode, methodIndex):
+        """0: resample, 1: rigid with SimpleITK, 2: rigid with BRAINSFit (when present)."""
+        if methodIndex == 2:
+            return self.alignWithBrainsFit(ctNode, petNode)
+        from OsteoSegLib.align_scene import align_in_scene
+
+        return align_in_scene(self.mrmlContext(), ctNode, petNode, ("resample", "rigid")[methodIndex],
+                              figure_folder=tempfile.mkdtemp(prefix="OsteoSegAlign"))
+
+    def alignWithBrainsFit(self, ctNode, petNode):
+        """Rigid registration by Slicer's BRAINSFit CLI (Mattes MI, geometry-centred start)."""
+        from OsteoSegLib.align_scene import AlignedNodes
+
+        transform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", f"{petNode.GetName()} BRAINSFit")
+        output = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{petNode.GetName()} on CT (BRAINSFit)")
+        parameters = {"fixedVolume": ctNode.GetID(), "movingVolume": petNode.GetID(), "useRigid": True,
+                      "initializeTransformMode": "useGeometryAlign", "costMetric": "MMI",
+                      "samplingPercentage": 0.05, "linearTransform": transform.GetID(), "outputVolume": output.GetID()}
+        slicer.cli.runSync(slicer.modules.brainsfit, None, parameters)
+        return AlignedNodes(output, transform, None, None, None)
+
+    def preview(self, ctNode, petNode, opacity=0.5):
         from OsteoSegLib.scene import preview
 
-        return preview(self.mrmlContext(), ctNode, petNode)
+        return preview(self.mrmlContext(), ctNode, petNode, opacity)
+
+    def setPetOpacity(self, opacity):
+        for view in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
+            view.SetForegroundOpacity(opacity)
+
+    def ensureDependencies(self):
+        """Offer to install what is missing (never Slicer's own numpy, SimpleITK or vtk)."""
+        from OsteoSegLib import dependencies
+
+        if dependencies.torch_missing():
+            if not slicer.util.confirmOkCancelDisplay("OsteoSeg needs PyTorch. Install it now (PyTorch extension)?"):
+                return False
+            import PyTorchUtils
+
+            PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
+                                                          torchVersionRequirement=dependencies.TORCH_REQUIREMENT)
+        missing = dependencies.missing_requirements()
+        if missing:
+            if not slicer.util.confirmOkCancelDisplay(f"OsteoSeg needs {', '.join(missing)}. Install now?"):
+                return False
+            if hasattr(slicer, "packaging"):   # Slicer >= 5.12: progress dialog and restart detection
+                slicer.packaging.pip_ensure(missing, requester="OsteoSeg")
+            else:
+                slicer.util.pip_install(missing)
+        return True
+
+    def startSegmentation(self, ctNode, petNode, modelSetPath, device, threshold):
+        """Start the worker in a PythonSlicer process (inputs checked and written first)."""
+        from OsteoSegLib.segment_scene import start_segmentation_job
+
+        python = os.path.join(slicer.app.slicerHome, "bin", "PythonSlicer")
+        return start_segmentation_job(python, ctNode, petNode, modelSetPath, device=device, threshold=threshold)
+
+    def finishSegmentation(self, ctNode, petNode, resultFile, probabilityMaps):
+        from OsteoSegLib.mrml import image_from_volume_node
+        from OsteoSegLib.segment_scene import add_segmentation_nodes, pet_on_ct
+        from OsteoSegLib.segment_worker import load_result
+
+        result = load_result(resultFile)
+        petSuv = pet_on_ct(image_from_volume_node(ctNode), image_from_volume_node(petNode))
+        return add_segmentation_nodes(self.mrmlContext(), ctNode, result, petSuv, probabilities=probabilityMaps)
+
+    def editInSegmentEditor(self, segmentationNode, ctNode):
+        slicer.util.selectModule("SegmentEditor")
+        editor = slicer.modules.SegmentEditorWidget.editor
+        editor.setSegmentationNode(segmentationNode)
+        editor.setSourceVolumeNode(ctNode)
 
 
 class OsteoSegTest(ScriptedLoadableModuleTest):
-    """Self-test inside a running Slicer: load the sample and preview it."""
+    """Self-test inside a running Slicer: load sample -> align -> segment -> Segment Editor hand-off."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_LoadSampleAndPreview()
+        self.test_LoadAlignSegmentEdit()
 
-    def test_LoadSampleAndPreview(self):
+    def test_LoadAlignSegmentEdit(self):
         self.delayDisplay("Loading the sample PET-CT")
         logic = OsteoSegLogic()
         ctNode, petNode = logic.loadSample()
         self.assertEqual(ctNode.GetImageData().GetDimensions(), (96, 96, 40))
-        petOnCt = logic.preview(ctNode, petNode)
-        self.assertEqual(petOnCt.GetImageData().GetDimensions(), ctNode.GetImageData().GetDimensions())
+        aligned = logic.align(ctNode, petNode, 0)
+        self.assertEqual(aligned.pet_on_ct.GetImageData().GetDimensions(), ctNode.GetImageData().GetDimensions())
+        logic.preview(ctNode, aligned.pet_on_ct)
         self.assertEqual(ctNode.GetDisplayNode().GetWindow(), 1500)
+
+        self.delayDisplay("Training a tiny model set on phantom cases (about a minute)")
+        from OsteoSegLib.testing_models import tiny_model_set
+
+        modelSet = tiny_model_set(Path(tempfile.mkdtemp(prefix="OsteoSegTest")))
+        job = logic.startSegmentation(ctNode, petNode, modelSet, "auto", 0.5)
+        events = job.wait(timeout=600)
+        done = [e for e in events if e["event"] == "done"]
+        self.assertTrue(done, f"worker failed: {events[-3:]} {job.errors[-5:]}")
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        added = logic.finishSegmentation(ctNode, petNode, done[0]["result"], False)
+        self.assertGreater(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+        self.assertEqual(added.segmentation.GetSegmentation().GetNumberOfSegments(), 3)
+        self.assertTrue(added.segmentation.GetAttribute("OsteoSeg.provenance"))
+
+        self.delayDisplay("Handing over to Segment Editor")
+        logic.editInSegmentEditor(added.segmentation, ctNode)
+        self.assertEqual(slicer.util.selectedModule(), "SegmentEditor")
         self.delayDisplay("Test passed")

@@ -270,3 +270,19 @@ def test_crossval_and_segment_commands(crossval, six_cases, tmp_path, capsys):
     assert "no PET" in capsys.readouterr().err
     assert main(["crossval", str(six_cases.root), "--labels", "Z", "--out", str(tmp_path / "cv")]) == 2
     assert "appear in no case" in capsys.readouterr().err
+
+
+def test_evaluate_and_batch_segment_commands(crossval, six_cases, tmp_path, capsys):
+    out, _ = crossval
+    model_set = tmp_path / "set"
+    for label in "AB":
+        shutil.copytree(out / "models" / "fold0" / f"{label}_ct+pet", model_set / label)
+    assert main(["evaluate", str(six_cases.root), "--models", str(model_set), "--out", str(tmp_path / "ev")]) == 0
+    report = json.loads((tmp_path / "ev" / "report" / "report.json").read_text())
+    assert report["folds"] == 0 and report["patients_tested"] == 6
+    assert "Evaluation of a fixed model set" in (tmp_path / "ev" / "report" / "report.md").read_text()
+    assert main(["segment", "--cohort", str(six_cases.root), "--models", str(model_set),
+                 "--out", str(tmp_path / "batch")]) == 0
+    assert sorted(p.name for p in (tmp_path / "batch").glob("*.seg.nrrd")) == sorted(
+        f"{case.case_id}.seg.nrrd" for case in six_cases.cases)
+    capsys.readouterr()

@@ -7,7 +7,7 @@ import sys
 import time
 
 from . import __version__
-from .cli_evaluate import add_crossval_command
+from .cli_evaluate import add_crossval_command, add_evaluate_command
 from .cli_segment import add_segment_command
 from .cli_train import add_train_command
 from .errors import OsteoSegError
@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cohort_commands(commands)
     add_train_command(commands)
     add_crossval_command(commands)
+    add_evaluate_command(commands)
     add_segment_command(commands)
 
     suv = commands.add_parser("suv", help="convert a DICOM PET series to SUVbw and show how")

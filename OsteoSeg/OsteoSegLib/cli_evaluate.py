@@ -39,6 +39,32 @@ def run_crossval(arguments) -> int:
     return 0
 
 
+def run_evaluate(arguments) -> int:
+    from .cohort import load_cohort
+    from .evaluation import evaluate_model_set
+    from .models import load_model_set
+    from .progress import TerminalProgress
+    from .report import write_report
+
+    cohort = load_cohort(arguments.cohort)
+    result = evaluate_model_set(cohort, load_model_set(arguments.models), Path(arguments.out), device=arguments.device,
+                                progress=TerminalProgress())
+    report = write_report(result, Path(arguments.out) / REPORT_FOLDER, command=shlex.join(["osteoseg", *sys.argv[1:]]),
+                          force=arguments.force)
+    print(f"report: {report / 'report.md'}")
+    return 0
+
+
+def add_evaluate_command(commands) -> None:
+    evaluate = commands.add_parser("evaluate", help="score a fixed model set on every case of a cohort")
+    evaluate.add_argument("cohort", help="cohort folder (with cohort.json)")
+    evaluate.add_argument("--models", required=True, help="model set: a folder of model packages")
+    evaluate.add_argument("--out", required=True, help="folder for predictions/ and report/")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--force", action="store_true", help="replace an existing report")
+    evaluate.set_defaults(run=run_evaluate)
+
+
 def add_crossval_command(commands) -> None:
     crossval = commands.add_parser(
         "crossval", help="k-fold cross-validation: modality table and cross-evaluation matrix",

@@ -1,4 +1,5 @@
-"""`osteoseg segment`: one patient's CT and PET through a model set, into a `.seg.nrrd` and more."""
+"""`osteoseg segment`: one patient's CT and PET (or every case of a cohort) through a model set, into
+`.seg.nrrd` files and, on request, NIfTI masks and probability maps."""
 
 from __future__ import annotations
 
@@ -7,46 +8,64 @@ from pathlib import Path
 from .devices import DEVICE_CHOICES
 
 
-def run_segment(arguments) -> int:
+def segment_one(context, ct_path, pet_path, models, arguments, name: str, transform=None, case: str | None = None):
+    """Read, align, segment and write one patient; prints what was made."""
     import SimpleITK as sitk
 
-    from .errors import OsteoSegError
     from .io import read_image
-    from .models import load_model_set
-    from .mrml import create_headless_context
     from .registration import register_rigid
     from .segment import segment_images
     from .segment_output import write_segmentation
 
-    if arguments.ct is None and arguments.pet is None:
-        raise OsteoSegError("give --ct, --pet or both")
-    ct = read_image(arguments.ct) if arguments.ct else None
-    pet = read_image(arguments.pet) if arguments.pet else None
-    models = load_model_set(arguments.models)
-    transform = None
+    ct = read_image(ct_path, case=case) if ct_path else None
+    pet = read_image(pet_path, case=case) if pet_path else None
     if arguments.align == "rigid" and ct is not None and pet is not None:
-        transform = register_rigid(ct, pet).transform
+        transform = register_rigid(ct, pet, case=case).transform
     elif arguments.transform:
         transform = sitk.ReadTransform(arguments.transform)
     result = segment_images(ct, pet, models, transform=transform, device=arguments.device,
-                            threshold=arguments.threshold, batch_size=arguments.batch_size)
-    name = arguments.name or Path(arguments.ct or arguments.pet).name.split(".")[0]
-    reference = ct if ct is not None else pet
-    paths = write_segmentation(create_headless_context(), reference, result, arguments.out, name,
+                            threshold=arguments.threshold, batch_size=arguments.batch_size, case=case)
+    paths = write_segmentation(context, ct if ct is not None else pet, result, arguments.out, name,
                                nifti=arguments.nifti, probabilities=arguments.probabilities)
-    for model in models:
-        voxels = int(result.masks[model.name].sum())
-        print(f"{model.name}: {voxels} voxels at threshold {result.threshold}")
-    print(f"{len(models)} model(s) on {result.device} in {result.seconds:.1f} s")
+    volumes = ", ".join(f"{m.name} {int(result.masks[m.name].sum())} voxels" for m in models)
+    print(f"{name}: {volumes} (threshold {result.threshold}, {result.device}, {result.seconds:.1f} s)")
     for role, path in paths.items():
-        print(f"{role}: {path}")
+        print(f"  {role}: {path}")
+
+
+def run_segment(arguments) -> int:
+    from .cohort import load_cohort
+    from .errors import OsteoSegError
+    from .models import load_model_set
+    from .mrml import create_headless_context
+    from .slice_data import TRANSFORM_KEY
+
+    if arguments.cohort and (arguments.ct or arguments.pet):
+        raise OsteoSegError("give either --cohort or --ct/--pet, not both")
+    if not arguments.cohort and arguments.ct is None and arguments.pet is None:
+        raise OsteoSegError("give --ct, --pet or both (or --cohort for every case of a cohort)")
+    models = load_model_set(arguments.models)
+    context = create_headless_context()
+    if not arguments.cohort:
+        name = arguments.name or Path(arguments.ct or arguments.pet).name.split(".")[0]
+        segment_one(context, arguments.ct, arguments.pet, models, arguments, name)
+        return 0
+    import SimpleITK as sitk
+
+    cohort = load_cohort(arguments.cohort)
+    for case in cohort.cases:
+        recorded = case.metadata.get(TRANSFORM_KEY)
+        transform = sitk.ReadTransform(str(cohort.path(recorded))) if recorded and not arguments.transform else None
+        segment_one(context, cohort.path(case.ct), cohort.path(case.pet), models, arguments, case.case_id,
+                    transform=transform, case=case.case_id)
     return 0
 
 
 def add_segment_command(commands) -> None:
-    segment = commands.add_parser("segment", help="segment one patient with a model set (A and B)")
+    segment = commands.add_parser("segment", help="segment a patient (or a cohort) with a model set (A and B)")
     segment.add_argument("--ct", help="CT image (the reference grid)")
     segment.add_argument("--pet", help="PET image (SUV), resampled onto the CT grid")
+    segment.add_argument("--cohort", help="segment every case of this cohort instead (batch)")
     segment.add_argument("--models", required=True, help="model set: a folder of model packages")
     segment.add_argument("--out", required=True, help="output folder (existing results are never overwritten)")
     segment.add_argument("--name", help="base name of the outputs (default: the CT file's name)")

@@ -7,7 +7,6 @@ held-out case into a Slicer segmentation (.seg.nrrd) and scene (.mrb).
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from .errors import OsteoSegError
 from .evaluation import cross_validate
 from .figures import write_cohort_case_overview
 from .io import read_image
-from .models import load_model_set
+from .models import copy_model_package, load_model_set
 from .phantom import generate_cohort, settings_for
 from .phantom.writer import check_output_folder
 from .preprocess import PreprocessSettings
@@ -62,8 +61,7 @@ class DemoResult:
 def make_model_set(models_folder: Path, fold: int, out: Path) -> Path:
     """Fold `fold`'s dual-channel Model A and Model B, copied into one model-set folder."""
     for label in "AB":
-        shutil.copytree(models_folder / f"fold{fold}" / f"{label}_ct+pet", out / f"model-{label}",
-                        ignore=shutil.ignore_patterns("training", "run.json"))
+        copy_model_package(models_folder / f"fold{fold}" / f"{label}_ct+pet", out / f"model-{label}")
     return out
 
 

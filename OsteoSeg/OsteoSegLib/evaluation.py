@@ -199,3 +199,30 @@ def cross_validate(cohort: Cohort, labels, inputs_list, folds: int, settings: Tr
                 progress.message(f"warning: {case_id} has no label {label!r}: not scored against it")
     return CrossValidation(rows, agreement, skipped, volumes, cards, labels,
                            tuple("+".join(i) for i in inputs_list), folds, cohort.name)
+
+
+def evaluate_model_set(cohort: Cohort, models: list[ModelPackage], out: Path, *, device: str = "auto",
+                       progress: Progress | None = None) -> CrossValidation:
+    """A fixed model set (e.g. trained elsewhere) on every case of a cohort, scored against every
+    label source: an external evaluation, with the same tables as cross-validation (folds = 0)."""
+    progress = progress or Progress()
+    if not cohort.cases:
+        raise OsteoSegError("the cohort has no cases", path=cohort.path("cohort.json"))
+    keyed = {ModelKey(0, m.card["label_source"], tuple(m.inputs)): m for m in models}
+    if len(keyed) != len(models):
+        raise OsteoSegError("the model set holds two models of the same label source and inputs")
+    compute = choose_device(device)
+    rows, agreement, skipped, volumes = [], [], [], {}
+    labels = tuple(dict.fromkeys(key.label for key in keyed))
+    for case in cohort.cases:
+        progress.message(f"predicting {case.case_id}")
+        case_rows, case_volumes = score_patient(cohort, case.case_id, 0, keyed, compute, autocast_dtype(compute),
+                                                Path(out) / "predictions")
+        rows += case_rows
+        volumes[case.case_id] = case_volumes
+        agreement.append(source_agreement(cohort, case.case_id, case_volumes["labels"]))
+        skipped += [{"case": case.case_id, "reference": label, "reason": "label source missing"}
+                    for label in labels if label not in case.labels]
+    inputs = tuple(dict.fromkeys(key.inputs_name for key in keyed))
+    return CrossValidation(rows, agreement, skipped, volumes, {m.name: m.card for m in models}, labels, inputs, 0,
+                           cohort.name)

@@ -117,6 +117,13 @@ def check_state_matches(network: torch.nn.Module, state: dict, path: Path) -> No
         raise OsteoSegError(f"weights do not fit the architecture in the model card ({detail})", path=path)
 
 
+def copy_model_package(source: Path, destination: Path) -> Path:
+    """Copy a trained model's package (weights and card, not its training state) into a model set."""
+    import shutil
+
+    return Path(shutil.copytree(source, destination, ignore=shutil.ignore_patterns("training", "run.json")))
+
+
 def load_model_set(folder: Path) -> list[ModelPackage]:
     """Every model package directly inside `folder` (sorted by folder name); at least one."""
     folder = Path(folder)

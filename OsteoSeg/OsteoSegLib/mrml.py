@@ -264,3 +264,88 @@ def save_scene_bundle(context: MrmlContext, path: str | os.PathLike) -> Path:
             raise OsteoSegError("Slicer could not write the scene bundle", path=path)
         os.replace(temporary, path)
     return path
+
+
+def unique_node_name(context: MrmlContext, base: str) -> str:
+    """`base`, or `base (2)`, `base (3)`, ... : a name no node in the scene has yet."""
+    name, number = base, 1
+    while context.scene.GetFirstNodeByName(name) is not None:
+        number += 1
+        name = f"{base} ({number})"
+    return name
+
+
+def _hierarchy_item(hierarchy, node) -> int:
+    """The node's subject hierarchy item. Inside Slicer a plugin creates one for every data node;
+    a bare scene has no such plugin, so it is created here when missing."""
+    item = hierarchy.GetItemByDataNode(node)
+    return item if item else hierarchy.CreateItem(hierarchy.GetSceneItemID(), node)
+
+
+def place_beside(context: MrmlContext, node, reference_node) -> None:
+    """Put `node` in the subject hierarchy under the same parent (the study) as `reference_node`."""
+    import slicer
+
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(context.scene)
+    parent = hierarchy.GetItemParent(_hierarchy_item(hierarchy, reference_node))
+    hierarchy.SetItemParent(_hierarchy_item(hierarchy, node), parent)
+
+
+def subject_hierarchy_parent(context: MrmlContext, node) -> int:
+    import slicer
+
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(context.scene)
+    return hierarchy.GetItemParent(_hierarchy_item(hierarchy, node))
+
+
+def table_node_from_rows(context: MrmlContext, rows: list[dict], name: str):
+    """A table node with one column per key of the rows (numbers as double columns)."""
+    import vtk
+
+    node = context.scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    table = node.GetTable()
+    keys = list(rows[0]) if rows else []
+    for key in keys:
+        column = vtk.vtkStringArray() if isinstance(rows[0][key], str) else vtk.vtkDoubleArray()
+        column.SetName(key)
+        table.AddColumn(column)
+    table.SetNumberOfRows(len(rows))
+    for r, row in enumerate(rows):
+        for c, key in enumerate(keys):
+            table.SetValue(r, c, vtk.vtkVariant(row[key]))
+    node.Modified()
+    return node
+
+
+def transform_node_from_ct_to_pet(context: MrmlContext, transform: sitk.Transform, name: str):
+    """A linear transform node that moves the PET onto the CT. SimpleITK's registration result maps CT
+    points to PET points in LPS; Slicer's "to parent" transform of the PET is its inverse, in RAS."""
+    affine = _affine_lps(transform)
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])   # LPS <-> RAS, homogeneous
+    to_parent = flip @ np.linalg.inv(affine) @ flip
+    node = context.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", name)
+    node.SetMatrixTransformToParent(_vtk_matrix(to_parent))
+    return node
+
+
+def _affine_lps(transform: sitk.Transform) -> np.ndarray:
+    """4x4 matrix of a linear SimpleITK transform: y = M (x - c) + c + t."""
+    linear = sitk.AffineTransform(3)
+    linear.SetMatrix(transform.GetMatrix())
+    linear.SetCenter(transform.GetCenter())
+    linear.SetTranslation(transform.GetTranslation())
+    matrix = np.array(linear.GetMatrix()).reshape(3, 3)
+    centre, translation = np.array(linear.GetCenter()), np.array(linear.GetTranslation())
+    affine = np.eye(4)
+    affine[:3, :3] = matrix
+    affine[:3, 3] = centre + translation - matrix @ centre
+    return affine
+
+
+def transform_node_matrix(node) -> np.ndarray:
+    """A linear transform node's matrix to parent (RAS), as numpy."""
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetMatrixTransformToParent(matrix)
+    return _numpy_matrix(matrix)

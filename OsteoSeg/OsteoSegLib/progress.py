@@ -9,7 +9,8 @@ class CancelledError(Exception):
 
 
 class Progress:
-    """Called by training; every method is optional to override. `cancelled` is polled every step."""
+    """Called by training and inference; every method is optional to override. `cancelled` is polled
+    before every batch."""
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
         pass
@@ -19,6 +20,9 @@ class Progress:
 
     def epoch_done(self, record: dict) -> None:
         pass
+
+    def slices_done(self, done: int, total: int) -> None:
+        """Inference: `done` of `total` slices have gone through every model."""
 
     def message(self, text: str) -> None:
         pass

@@ -121,7 +121,8 @@ def markdown(report: dict) -> str:
     """The report a clinician reads: both tables, the tests, agreement, figures."""
     percent = ("dice", "iou", "sensitivity", "specificity")
     lines = [f"# Cross-validation report: {report['cohort'] or 'cohort'}", "",
-             f"{report['folds']}-fold patient-wise cross-validation; {report['patients_tested']} patients, each "
+             (f"{report['folds']}-fold patient-wise cross-validation" if report["folds"]
+              else "Evaluation of a fixed model set") + f"; {report['patients_tested']} patients, each "
              f"tested once per model; patient-level 3D metrics (mean +- SD across patients; Dice, IoU, "
              f"sensitivity and specificity in %, distances in mm). Specificity is counted inside the "
              f"{report['specificity_region']}.", ""]

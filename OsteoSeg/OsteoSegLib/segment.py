@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
+import torch
 
 from .devices import autocast_dtype, choose_device, describe
 from .errors import OsteoSegError
-from .inference import predict_probabilities
+from .inference import predict_with_fallback
 from .models import ModelPackage
 from .preprocess import CHANNEL_ORDER, PreprocessSettings, input_channels
+from .progress import Progress
 from .registration import check_overlap, resample_onto
 
 DEFAULT_BATCH = 16
@@ -66,7 +68,8 @@ def pet_on_ct_grid(ct: sitk.Image, pet: sitk.Image, transform: sitk.Transform | 
 
 def segment_images(ct: sitk.Image | None, pet: sitk.Image | None, models: list[ModelPackage], *,
                    transform: sitk.Transform | None = None, device: str = "auto", threshold: float | None = None,
-                   batch_size: int = DEFAULT_BATCH, case: str | None = None) -> Segmentation:
+                   batch_size: int = DEFAULT_BATCH, case: str | None = None,
+                   progress: Progress | None = None) -> Segmentation:
     """Run every model on one patient. CT is the reference grid (PET alone: the PET's grid).
     `threshold` None uses each model's card threshold."""
     started = time.perf_counter()
@@ -80,10 +83,11 @@ def segment_images(ct: sitk.Image | None, pet: sitk.Image | None, models: list[M
     channels = input_channels(ct_array, pet_array, inputs, settings)
     compute_device = choose_device(device)
     networks = [(model.network.to(compute_device), [inputs.index(name) for name in model.inputs]) for model in models]
-    probabilities = predict_probabilities(networks, channels, size=settings.size, device=compute_device,
-                                          batch_size=batch_size, dtype=autocast_dtype(compute_device))
+    probabilities, used_device = predict_with_fallback(networks, channels, size=settings.size, device=compute_device,
+                                                       batch_size=batch_size, dtype=autocast_dtype(compute_device),
+                                                       progress=progress)
     named = {model.name: p for model, p in zip(models, probabilities, strict=True)}
     masks = {model.name: (named[model.name] >= (threshold if threshold is not None else model.card["threshold"]))
              .astype(np.uint8) for model in models}
     return Segmentation(named, masks, models, threshold if threshold is not None else models[0].card["threshold"],
-                        describe(compute_device), time.perf_counter() - started)
+                        describe(torch.device(used_device)), time.perf_counter() - started)

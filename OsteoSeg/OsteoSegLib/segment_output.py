@@ -15,6 +15,7 @@ from .atomic import write_text
 from .errors import OsteoSegError
 from .io import write_image
 from .segment import Segmentation
+from .terminology import finding_tag
 
 SEGMENT_STYLE = {"A": ("Model A (high sensitivity)", (0.894, 0.102, 0.110)),
                  "B": ("Model B (high specificity)", (0.216, 0.494, 0.722))}
@@ -42,12 +43,12 @@ def segment_specs(segmentation: Segmentation) -> list[mrml.SegmentSpec]:
         name, color = SEGMENT_STYLE.get(source, (f"Model {source}", (0.9, 0.9, 0.2)))
         if len(by_source[source]) > 1:
             name = f"{name} [{model.name}]"
-        specs.append(mrml.SegmentSpec(name, color, segmentation.masks[model.name],
+        specs.append(mrml.SegmentSpec(name, color, segmentation.masks[model.name], finding_tag(source),
                                       tags={"OsteoSeg.model": model.name,
                                             "OsteoSeg.weights_sha256": model.card["weights_sha256"]}))
     if len(by_source.get("A", [])) == 1 and len(by_source.get("B", [])) == 1:
         a, b = (segmentation.masks[by_source[s][0].name] > 0 for s in "AB")
-        specs.append(mrml.SegmentSpec(*DISAGREEMENT, (a & ~b).astype(np.uint8)))
+        specs.append(mrml.SegmentSpec(*DISAGREEMENT, (a & ~b).astype(np.uint8), finding_tag("disagreement")))
     return specs
 
 
