@@ -7,6 +7,7 @@ import sys
 import time
 
 from . import __version__
+from .cli_bench import add_bench_command
 from .cli_evaluate import add_crossval_command, add_evaluate_command
 from .cli_segment import add_segment_command
 from .cli_train import add_train_command
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_crossval_command(commands)
     add_evaluate_command(commands)
     add_segment_command(commands)
+    add_bench_command(commands)
 
     suv = commands.add_parser("suv", help="convert a DICOM PET series to SUVbw and show how")
     suv.add_argument("folder", help="folder with the PET series")

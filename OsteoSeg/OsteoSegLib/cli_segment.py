@@ -74,7 +74,7 @@ def add_segment_command(commands) -> None:
     segment.add_argument("--transform", help="a CT-to-PET transform file to apply instead (e.g. from osteoseg align)")
     segment.add_argument("--threshold", type=float, help="probability threshold (default: each model's card, 0.5)")
     segment.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    segment.add_argument("--batch-size", type=int, default=16, help="slices per network batch")
+    segment.add_argument("--batch-size", type=int, help="slices per network batch (default: 4 on CPU, 32 on CUDA)")
     segment.add_argument("--nifti", action="store_true", help="also write each model's mask as NIfTI")
     segment.add_argument("--probabilities", action="store_true", help="also write probability maps as NIfTI")
     segment.set_defaults(run=run_segment)

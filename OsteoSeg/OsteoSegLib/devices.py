@@ -43,6 +43,25 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     return torch.bfloat16
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX): elsewhere bf16 is emulated
+    and slower than fp32. Read from /proc/cpuinfo (Linux); other systems are taken as no."""
+    try:
+        with open("/proc/cpuinfo") as stream:
+            flags = next((line for line in stream if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def inference_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """Inference precision: "auto" is bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere
+    (the benchmark reports the bf16-vs-fp32 agreement that justifies it)."""
+    if precision == "auto" and device.type == "cpu":
+        return torch.bfloat16 if cpu_supports_bf16() else None
+    return autocast_dtype(device, precision)
+
+
 def describe(device: torch.device) -> str:
     """A human-readable device name for logs and model cards."""
     if device.type == "cuda":

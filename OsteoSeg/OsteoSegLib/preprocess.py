@@ -33,42 +33,94 @@ class PreprocessSettings:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ChannelScaling:
+    """One channel's normalisation as numbers: optional clip, then (x - low) / span, optional clip
+    to [0, 1]. Computed once per volume, applied to any slices of it."""
+
+    low: float
+    span: float
+    clip: tuple[float, float] | None = None
+    clip_unit: bool = False
+
+    def apply(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        out = np.empty(np.shape(values), np.float32) if out is None else out
+        if self.clip is not None:
+            np.clip(values, *self.clip, out=out, casting="unsafe")
+        else:
+            out[...] = values
+        out -= np.float32(self.low)
+        out /= np.float32(self.span)
+        return np.clip(out, 0.0, 1.0, out=out) if self.clip_unit else out
+
+
+def min_max_scaling(volume: np.ndarray, eps: float, clip: tuple[float, float] | None = None) -> ChannelScaling:
+    """Min-max to [0, 1] by the volume's own extremes (after the clip, if any)."""
+    low, high = float(np.min(volume)), float(np.max(volume))
+    if clip is not None:
+        low, high = (float(np.float32(np.clip(v, *clip))) for v in (low, high))
+    return ChannelScaling(low, high - low + eps, clip)
+
+
+def ct_scaling(ct_hu: np.ndarray, settings: PreprocessSettings = PreprocessSettings()) -> ChannelScaling:
+    """Bone window, then min-max to [0, 1]."""
+    return min_max_scaling(ct_hu, settings.eps, settings.ct_window_hu)
+
+
+def pet_scaling(pet_suv: np.ndarray, settings: PreprocessSettings = PreprocessSettings()) -> ChannelScaling:
+    """Min-max per volume (default), or a fixed SUV range clipped to [0, 1]."""
+    if settings.pet_normalisation == "minmax":
+        return min_max_scaling(pet_suv, settings.eps)
+    if settings.pet_normalisation == "fixed":
+        low, high = settings.pet_suv_range
+        return ChannelScaling(low, high - low, clip_unit=True)
+    raise ValueError(f"unknown PET normalisation {settings.pet_normalisation!r}; use one of {PET_NORMALISATIONS}")
+
+
 def min_max(volume: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     """Scale a volume to [0, 1] by its own minimum and maximum (float32)."""
-    volume = np.asarray(volume, dtype=np.float32)
-    low, high = float(volume.min()), float(volume.max())
-    return (volume - np.float32(low)) / np.float32(high - low + eps)
+    return min_max_scaling(volume, eps).apply(volume)
 
 
 def normalise_ct(ct_hu: np.ndarray, settings: PreprocessSettings = PreprocessSettings()) -> np.ndarray:
-    """Bone window, then min-max to [0, 1]."""
-    return min_max(np.clip(np.asarray(ct_hu, dtype=np.float32), *settings.ct_window_hu), settings.eps)
+    return ct_scaling(ct_hu, settings).apply(ct_hu)
 
 
 def normalise_pet(pet_suv: np.ndarray, settings: PreprocessSettings = PreprocessSettings()) -> np.ndarray:
-    """Min-max per volume (default), or a fixed SUV range clipped to [0, 1]."""
-    if settings.pet_normalisation == "minmax":
-        return min_max(pet_suv, settings.eps)
-    if settings.pet_normalisation == "fixed":
-        low, high = settings.pet_suv_range
-        return np.clip((np.asarray(pet_suv, np.float32) - np.float32(low)) / np.float32(high - low), 0.0, 1.0)
-    raise ValueError(f"unknown PET normalisation {settings.pet_normalisation!r}; use one of {PET_NORMALISATIONS}")
+    return pet_scaling(pet_suv, settings).apply(pet_suv)
+
+
+class InputVolume:
+    """The network's input (z, channels, y, x) without storing it: `volume[indices]` normalises just
+    those slices on demand, so a full-size case never holds a second float32 copy of CT and PET."""
+
+    def __init__(self, ct_hu: np.ndarray | None, pet_suv: np.ndarray | None, inputs: tuple[str, ...],
+                 settings: PreprocessSettings = PreprocessSettings()):
+        given = {"ct": (ct_hu, ct_scaling), "pet": (pet_suv, pet_scaling)}
+        names = [name for name in CHANNEL_ORDER if name in inputs]
+        if not names:
+            raise ValueError(f"no known input among {inputs}; use {CHANNEL_ORDER}")
+        missing = [name for name in names if given[name][0] is None]
+        if missing:
+            raise ValueError(f"input {missing[0]!r} was requested but not given")
+        self.volumes = [given[name][0] for name in names]
+        self.scalings = [given[name][1](given[name][0], settings) for name in names]
+        first = np.shape(self.volumes[0])
+        self.shape = (first[0], len(names), *first[1:])
+
+    def __getitem__(self, indices) -> np.ndarray:
+        rows = np.arange(self.shape[0])[indices]
+        out = np.empty((len(np.atleast_1d(rows)), *self.shape[1:]), np.float32)
+        for channel, (volume, scaling) in enumerate(zip(self.volumes, self.scalings, strict=True)):
+            scaling.apply(volume[np.atleast_1d(rows)], out=out[:, channel])
+        return out if np.ndim(rows) else out[0]
 
 
 def input_channels(ct_hu: np.ndarray | None, pet_suv: np.ndarray | None, inputs: tuple[str, ...],
                    settings: PreprocessSettings = PreprocessSettings()) -> np.ndarray:
     """The network's input volume (z, channels, y, x) for the requested inputs, in CHANNEL_ORDER."""
-    volumes = {"ct": (ct_hu, normalise_ct), "pet": (pet_suv, normalise_pet)}
-    channels = []
-    for name in CHANNEL_ORDER:
-        if name in inputs:
-            volume, normalise = volumes[name]
-            if volume is None:
-                raise ValueError(f"input {name!r} was requested but not given")
-            channels.append(normalise(volume, settings))
-    if not channels:
-        raise ValueError(f"no known input among {inputs}; use {CHANNEL_ORDER}")
-    return np.stack(channels, axis=1)
+    volume = InputVolume(ct_hu, pet_suv, inputs, settings)
+    return volume[:]
 
 
 def to_training_size(slices: np.ndarray, size: int, *, order: int = 1) -> np.ndarray:

@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     parser.add_argument("--transform")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threshold", type=float)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int)
     arguments = parser.parse_args(argv)
     try:
         emit(event="done", result=str(run(arguments)))
