@@ -272,3 +272,15 @@ def test_our_terminology_loads_into_slicer_and_the_tags_point_into_it(context):
         assert logic.DeserializeTerminologyEntry(finding_tag(source), entry)
         assert entry.GetTypeObject().GetCodeValue() == "60168000"            # SNOMED CT: osteomyelitis
         assert entry.GetTypeModifierObject().GetCodeMeaning() == modifier
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_an_absent_gpu_falls_back_for_users_with_a_notice_but_not_for_benchmarks():
+    ct, _ = oblique_ct_with_mask()
+    from test_evaluation import identity_model
+
+    messages = Messages()
+    result = segment_images(ct, None, [identity_model("id", "A")], device="cuda", progress=messages)
+    assert result.device == "cpu" and "no usable CUDA GPU" in messages.texts[0] and "using cpu" in messages.texts[0]
+    with pytest.raises(OsteoSegError, match="no usable CUDA GPU"):
+        segment_images(ct, None, [identity_model("id", "A")], device="cuda", device_fallback=False)

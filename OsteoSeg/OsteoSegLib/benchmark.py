@@ -104,7 +104,7 @@ def time_default_path(ct_file: Path, pet_file: Path, models, device, runs: int, 
         with timer.stage("read"):
             ct, pet = read_image(ct_file), read_image(pet_file)
         result = segment_images(ct, pet, models, device=str(device), batch_size=batch_size, precision=precision,
-                                body_only=body_only, timer=timer)
+                                body_only=body_only, timer=timer, device_fallback=False)
         with timer.stage("segmentation output"):
             out = ct_file.parent / f"bench-output-{run}"
             write_segmentation(create_headless_context(), ct, result, out, "bench")

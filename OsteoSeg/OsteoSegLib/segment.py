@@ -76,17 +76,33 @@ def body_slices(ct_hu: np.ndarray | None, threshold_hu: float = BODY_HU) -> np.n
     return np.flatnonzero((ct_hu.reshape(ct_hu.shape[0], -1) > threshold_hu).any(axis=1))
 
 
+def usable_device(name: str, fallback: bool, progress: Progress) -> torch.device:
+    """The requested device, or (for users, not for measurements) the best present one, said aloud."""
+    try:
+        return choose_device(name)
+    except OsteoSegError as error:
+        if not fallback or name not in ("cuda", "mps") and not name.startswith("cuda:"):
+            raise
+        chosen = choose_device("auto")
+        progress.message(f"{error}; using {describe(chosen)} instead")
+        return chosen
+
+
 def segment_images(ct: sitk.Image | None, pet: sitk.Image | None, models: list[ModelPackage], *,
                    transform: sitk.Transform | None = None, device: str = "auto", threshold: float | None = None,
                    batch_size: int | None = None, case: str | None = None, progress: Progress | None = None,
-                   precision: str = "auto", body_only: bool = True, timer: StageTimer | None = None) -> Segmentation:
+                   precision: str = "auto", body_only: bool = True, timer: StageTimer | None = None,
+                   device_fallback: bool = True) -> Segmentation:
     """Run every model on one patient. CT is the reference grid (PET alone: the PET's grid).
     `threshold` None uses each model's card threshold. With `body_only`, axial slices without any
     tissue (no voxel above -500 HU, e.g. beyond the feet) are not sent through the networks and
     get probability 0, and each slice is cropped (in network pixels) to the box around the body.
-    `timer` collects the seconds per stage (for the benchmark)."""
+    `timer` collects the seconds per stage (for the benchmark). A requested device that is absent
+    falls back to the best present one with a notice (`device_fallback=False` refuses instead, as
+    the benchmark must)."""
     started = time.perf_counter()
-    compute_device = choose_device(device)
+    progress = progress or Progress()
+    compute_device = usable_device(device, device_fallback, progress)
     timer = timer or StageTimer(compute_device)
     settings = check_model_set(models)
     inputs = needed_inputs(models, {"ct": ct is not None, "pet": pet is not None}, case)
