@@ -82,6 +82,7 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._job = None
+        self._pet = None
         self._timer = qt.QTimer()
         self._timer.setInterval(200)
         self._timer.connect("timeout()", self.onPollJob)
@@ -196,8 +197,9 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not self.logic.ensureDependencies():
                 return
             p = self._parameterNode
-            self._job = self.logic.startSegmentation(p.ctVolume, p.petVolume, p.modelSetPath, p.device,
-                                                     p.threshold)
+            # The aligned PET when Align was run (a rigid result is already on the CT grid).
+            self._pet = p.alignedPetVolume or p.petVolume
+            self._job = self.logic.startSegmentation(p.ctVolume, self._pet, p.modelSetPath, p.device, p.threshold)
             self._started = time.time()
             self.ui.progressBar.value = 0
             self.ui.progressBar.visible = self.ui.cancelButton.visible = True
@@ -228,7 +230,7 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._finishJob()
                 with slicer.util.tryWithErrorDisplay("Could not add the segmentation.", waitCursor=True):
                     p = self._parameterNode
-                    added = self.logic.finishSegmentation(p.ctVolume, p.petVolume, event["result"],
+                    added = self.logic.finishSegmentation(p.ctVolume, self._pet, event["result"],
                                                           p.probabilityMaps)
                     p.outputSegmentation = added.segmentation
                     self.ui.statisticsTableView.setMRMLTableNode(added.statistics)
