@@ -27,13 +27,13 @@ import torch
 
 from .devices import choose_device, describe, inference_dtype
 from .errors import OsteoSegError
-from .inference import StageTimer, body_box, predict_probabilities, prepare_network, resize_slices
+from .inference import StageTimer, predict_probabilities, prepare_network, resize_slices
 from .io import read_image
 from .metrics import dice
 from .models import ModelPackage, load_model_set
 from .preprocess import input_channels
 from .registration import resample_onto
-from .segment import BATCH_BY_DEVICE, BODY_HU, body_slices, check_model_set, segment_images
+from .segment import BATCH_BY_DEVICE, body_region, check_model_set, segment_images
 
 BENCH_SHAPE, BENCH_SPACING = (512, 512, 200), (0.8, 0.8, 2.0)
 
@@ -188,8 +188,8 @@ def run_benchmark(cache: Path, *, device_name: str = "auto", width: int = 64, ru
     # A copy, not a view: a view into a temporary image would point at freed memory.
     pet_on_ct = sitk.GetArrayFromImage(resample_onto(pet, ct))
     channels = input_channels(ct_array, pet_on_ct, ("ct", "pet"), check_model_set(models))
-    slices_run = len(body_slices(ct_array)) if body_only else ct_array.shape[0]
-    box = body_box(ct_array.max(axis=0) > BODY_HU, size) if body_only else None
+    slices, box = body_region(ct_array, size, body_only)
+    slices_run = ct_array.shape[0] if slices is None else len(slices)
     box_shape = (box[1] - box[0], box[3] - box[2]) if box else (size, size)
     flops = sum(network_flops(m, size, box_shape) for m in models) * slices_run
     dtype = inference_dtype(device, precision)
@@ -215,7 +215,7 @@ def run_benchmark(cache: Path, *, device_name: str = "auto", width: int = 64, ru
         log("running the same weights in fp32 (agreement of the default precision) ...")
         fp32_seconds, fp32 = timed(lambda: predict_probabilities(
             [(prepare_network(m.network, device), [0, 1]) for m in models], channels, size=size, device=device,
-            batch_size=batch_size, dtype=None, slices=body_slices(ct_array) if body_only else None, box=box))
+            batch_size=batch_size, dtype=None, slices=slices, box=box))
         ours = [result.probabilities[m.name] for m in models]
         figures["fp32_agreement"] = {**agreement(fp32, ours), "network_fp32_s": fp32_seconds}
         log("running the straightforward baseline (fp32, one slice at a time) ...")

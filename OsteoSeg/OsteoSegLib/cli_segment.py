@@ -38,7 +38,7 @@ def run_segment(arguments) -> int:
     from .errors import OsteoSegError
     from .models import load_model_set
     from .mrml import create_headless_context
-    from .slice_data import TRANSFORM_KEY
+    from .slice_data import recorded_transform
 
     if arguments.cohort and (arguments.ct or arguments.pet):
         raise OsteoSegError("give either --cohort or --ct/--pet, not both")
@@ -50,12 +50,9 @@ def run_segment(arguments) -> int:
         name = arguments.name or Path(arguments.ct or arguments.pet).name.split(".")[0]
         segment_one(context, arguments.ct, arguments.pet, models, arguments, name)
         return 0
-    import SimpleITK as sitk
-
     cohort = load_cohort(arguments.cohort)
     for case in cohort.cases:
-        recorded = case.metadata.get(TRANSFORM_KEY)
-        transform = sitk.ReadTransform(str(cohort.path(recorded))) if recorded and not arguments.transform else None
+        transform = None if arguments.transform else recorded_transform(cohort, case)
         segment_one(context, cohort.path(case.ct), cohort.path(case.pet), models, arguments, case.case_id,
                     transform=transform, case=case.case_id)
     return 0

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import SimpleITK as sitk
-
 from . import mrml
 from .cohort import Cohort
 from .errors import OsteoSegError
@@ -27,7 +25,7 @@ from .report import write_report
 from .scene import load_case
 from .segment import segment_images
 from .segment_output import write_segmentation
-from .slice_data import TRANSFORM_KEY
+from .slice_data import recorded_transform
 from .training import TrainingSettings
 
 
@@ -69,8 +67,8 @@ def segment_case(cohort: Cohort, case_id: str, model_set: Path, out: Path) -> tu
     """Segment a case the models never saw, as a user would, and save the scene with the result."""
     case = cohort.case(case_id)
     ct, pet = read_image(cohort.path(case.ct), case=case_id), read_image(cohort.path(case.pet), case=case_id)
-    transform = sitk.ReadTransform(str(cohort.path(case.metadata[TRANSFORM_KEY])))
-    result = segment_images(ct, pet, load_model_set(model_set), transform=transform, case=case_id)
+    result = segment_images(ct, pet, load_model_set(model_set), transform=recorded_transform(cohort, case),
+                            case=case_id)
     context = mrml.create_headless_context()
     paths = write_segmentation(context, ct, result, out, case_id, nifti=True)
     load_case(context, cohort, case)

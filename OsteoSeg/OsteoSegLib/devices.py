@@ -1,22 +1,30 @@
-"""Which device and precision to compute on: auto picks cuda, then mps, then cpu."""
+"""Which device and precision to compute on: auto picks cuda, then mps, then cpu. torch is imported
+in the functions, so the command line can offer these choices without loading it."""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import OsteoSegError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
 
 
 def mps_available() -> bool:
+    import torch
+
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def choose_device(name: str = "auto") -> torch.device:
     """The requested device, or the best present one for "auto"; a named device that is absent is an
     error (falling back silently would make timings and results lie about where they came from)."""
+    import torch
+
     if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
         raise OsteoSegError(f"unknown device {name!r}; use one of {', '.join(DEVICE_CHOICES)}")
     if name == "auto":
@@ -32,6 +40,8 @@ def choose_device(name: str = "auto") -> torch.device:
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """bf16 autocast on CUDA by default (no loss scaling needed, unlike fp16); fp32 elsewhere unless
     bf16 is asked for. None means no autocast."""
+    import torch
+
     if precision not in PRECISION_CHOICES:
         raise OsteoSegError(f"unknown precision {precision!r}; use one of {', '.join(PRECISION_CHOICES)}")
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
@@ -57,6 +67,8 @@ def cpu_supports_bf16() -> bool:
 def inference_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """Inference precision: "auto" is bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere
     (the benchmark reports the bf16-vs-fp32 agreement that justifies it)."""
+    import torch
+
     if precision == "auto" and device.type == "cpu":
         return torch.bfloat16 if cpu_supports_bf16() else None
     return autocast_dtype(device, precision)
@@ -64,6 +76,8 @@ def inference_dtype(device: torch.device, precision: str = "auto") -> torch.dtyp
 
 def describe(device: torch.device) -> str:
     """A human-readable device name for logs and model cards."""
+    import torch
+
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return device.type

@@ -8,7 +8,7 @@ Finished models are re-used, so an interrupted cross-validation continues where 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +45,14 @@ class ModelKey:
         return f"fold{self.fold}/{self.label}_{self.inputs_name}"
 
 
-def check_plan(cohort: Cohort, labels, inputs_list, folds: int) -> None:
-    """Refuse what cannot be cross-validated before anything is trained."""
+def check_not_empty(cohort: Cohort) -> None:
     if not cohort.cases:
         raise OsteoSegError("the cohort has no cases", path=cohort.path("cohort.json"))
+
+
+def check_plan(cohort: Cohort, labels, inputs_list, folds: int, split_seed: int = 0) -> list[Split]:
+    """Refuse what cannot be cross-validated before anything is trained; the folds when it can."""
+    check_not_empty(cohort)
     known = set(cohort.label_sources())
     unknown = [label for label in labels if label not in known]
     if unknown:
@@ -57,7 +61,8 @@ def check_plan(cohort: Cohort, labels, inputs_list, folds: int) -> None:
                             path=cohort.path("cohort.json"))
     if not labels or not inputs_list:
         raise OsteoSegError("name at least one label source and one set of inputs")
-    kfold_splits([case.case_id for case in cohort.cases], folds)   # raises when there are too few patients
+    # raises when there are too few patients
+    return kfold_splits([case.case_id for case in cohort.cases], folds, seed=split_seed)
 
 
 def training_split(cohort: Cohort, split: Split, label: str, progress: Progress) -> Split:
@@ -153,6 +158,27 @@ def source_agreement(cohort: Cohort, case_id: str, labels: dict[str, np.ndarray]
 
 
 @dataclass
+class Scores:
+    """Per-patient results as they accumulate."""
+
+    rows: list[dict] = field(default_factory=list)
+    agreement: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    volumes: dict[str, dict] = field(default_factory=dict)
+
+    def add_patient(self, cohort: Cohort, case_id: str, fold: int, models: dict, device, dtype, out: Path,
+                    labels, progress: Progress) -> None:
+        """Predict and score one patient; count the label sources it lacks."""
+        rows, volumes = score_patient(cohort, case_id, fold, models, device, dtype, out / "predictions")
+        self.rows += rows
+        self.volumes[case_id] = volumes
+        self.agreement.append(source_agreement(cohort, case_id, volumes["labels"]))
+        for label in (label for label in labels if label not in cohort.case(case_id).labels):
+            self.skipped.append({"case": case_id, "reference": label, "reason": "label source missing"})
+            progress.message(f"warning: {case_id} has no label {label!r}: not scored against it")
+
+
+@dataclass
 class CrossValidation:
     """Everything the report needs: per-patient metric rows, agreement, volumes for figures, models."""
 
@@ -173,11 +199,10 @@ def cross_validate(cohort: Cohort, labels, inputs_list, folds: int, settings: Tr
     progress = progress or Progress()
     out = Path(out)
     labels, inputs_list = tuple(labels), tuple(tuple(i) for i in inputs_list)
-    check_plan(cohort, labels, inputs_list, folds)
-    splits = kfold_splits([case.case_id for case in cohort.cases], folds, seed=split_seed)
+    splits = check_plan(cohort, labels, inputs_list, folds, split_seed)
     device = choose_device(settings.device)
     dtype = autocast_dtype(device, settings.precision)
-    rows, agreement, skipped, volumes, cards = [], [], [], {}, {}
+    scores, cards = Scores(), {}
     for fold, split in enumerate(splits):
         models = {}
         for label in labels:
@@ -188,16 +213,8 @@ def cross_validate(cohort: Cohort, labels, inputs_list, folds: int, settings: Tr
                 cards[key.folder_name] = models[key].card
         for case_id in split.test:
             progress.message(f"fold {fold}: predicting {case_id}")
-            patient_rows, patient_volumes = score_patient(cohort, case_id, fold, models, device, dtype,
-                                                          out / "predictions")
-            rows += patient_rows
-            volumes[case_id] = patient_volumes
-            agreement.append(source_agreement(cohort, case_id, patient_volumes["labels"]))
-            missing = [label for label in labels if label not in cohort.case(case_id).labels]
-            skipped += [{"case": case_id, "reference": label, "reason": "label source missing"} for label in missing]
-            for label in missing:
-                progress.message(f"warning: {case_id} has no label {label!r}: not scored against it")
-    return CrossValidation(rows, agreement, skipped, volumes, cards, labels,
+            scores.add_patient(cohort, case_id, fold, models, device, dtype, out, labels, progress)
+    return CrossValidation(scores.rows, scores.agreement, scores.skipped, scores.volumes, cards, labels,
                            tuple("+".join(i) for i in inputs_list), folds, cohort.name)
 
 
@@ -206,23 +223,17 @@ def evaluate_model_set(cohort: Cohort, models: list[ModelPackage], out: Path, *,
     """A fixed model set (e.g. trained elsewhere) on every case of a cohort, scored against every
     label source: an external evaluation, with the same tables as cross-validation (folds = 0)."""
     progress = progress or Progress()
-    if not cohort.cases:
-        raise OsteoSegError("the cohort has no cases", path=cohort.path("cohort.json"))
+    check_not_empty(cohort)
     keyed = {ModelKey(0, m.card["label_source"], tuple(m.inputs)): m for m in models}
     if len(keyed) != len(models):
         raise OsteoSegError("the model set holds two models of the same label source and inputs")
     compute = choose_device(device)
-    rows, agreement, skipped, volumes = [], [], [], {}
     labels = tuple(dict.fromkeys(key.label for key in keyed))
+    scores = Scores()
     for case in cohort.cases:
         progress.message(f"predicting {case.case_id}")
-        case_rows, case_volumes = score_patient(cohort, case.case_id, 0, keyed, compute, autocast_dtype(compute),
-                                                Path(out) / "predictions")
-        rows += case_rows
-        volumes[case.case_id] = case_volumes
-        agreement.append(source_agreement(cohort, case.case_id, case_volumes["labels"]))
-        skipped += [{"case": case.case_id, "reference": label, "reason": "label source missing"}
-                    for label in labels if label not in case.labels]
+        scores.add_patient(cohort, case.case_id, 0, keyed, compute, autocast_dtype(compute), Path(out), labels,
+                           progress)
     inputs = tuple(dict.fromkeys(key.inputs_name for key in keyed))
-    return CrossValidation(rows, agreement, skipped, volumes, {m.name: m.card for m in models}, labels, inputs, 0,
-                           cohort.name)
+    return CrossValidation(scores.rows, scores.agreement, scores.skipped, scores.volumes,
+                           {m.name: m.card for m in models}, labels, inputs, 0, cohort.name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from pathlib import Path
 
@@ -53,3 +55,12 @@ def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = 
     with atomic_path(path) as temporary:
         sitk.WriteImage(image, str(temporary), compress)
     return path
+
+
+def csv_text(rows: list[dict]) -> str:
+    """Rows of equal keys as CSV text, a header line first."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -110,8 +110,11 @@ def lesion_detection(prediction: np.ndarray, truth: np.ndarray, spacing_zyx) -> 
             "false_negative_volume_ml": volume_ml(missed_voxels, spacing_zyx)}
 
 
-def body_mask(ct_hu: np.ndarray, threshold_hu: float = -500.0) -> np.ndarray:
-    """The region specificity is counted in: voxels denser than -500 HU (tissue, not air)."""
+BODY_HU = -500.0   # denser than this is tissue, not air
+
+
+def body_mask(ct_hu: np.ndarray, threshold_hu: float = BODY_HU) -> np.ndarray:
+    """The region specificity is counted in (and inference works in): tissue, not air."""
     return np.asarray(ct_hu) > threshold_hu
 
 

@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from .atomic import atomic_path
 from .errors import OsteoSegError
+from .metrics import body_mask
 
 METAL_HU = 2500.0
 MAX_SHIFT_MM = 30.0        # beyond this a "correction" is a failed registration, not patient motion
@@ -78,7 +79,7 @@ def metric_mask(ct: sitk.Image, pet: sitk.Image, margin_mm: float) -> sitk.Image
         field_of_view = sitk.Crop(field_of_view, trim, trim)
     inside_pet = sitk.GetArrayViewFromImage(resample_onto(field_of_view, ct, interpolator="nearest")) > 0
     hounsfield = sitk.GetArrayViewFromImage(ct)
-    body = hounsfield > -500
+    body = body_mask(hounsfield)
     metal = hounsfield > METAL_HU
     if metal.any():   # metal and its nearest streak artefacts have no counterpart on PET
         spacing = tuple(reversed(ct.GetSpacing()))

@@ -4,8 +4,6 @@ the best and worst patients). Built in a staging folder and renamed into place: 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -20,6 +18,7 @@ from . import __version__
 from .atomic import current_umask
 from .errors import OsteoSegError
 from .evaluation import TRUTH, CrossValidation
+from .io import csv_text
 from .report_figures import write_boxplots, write_matrix_heatmap, write_patient_overlay
 from .statistics import (
     DUAL,
@@ -94,14 +93,6 @@ def json_safe(value):
     return value
 
 
-def patients_csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def cell(summary: dict, scale: float = 100.0, digits: int = 1) -> str:
     """'mean +- SD' for a table cell ('n/a' when nothing is defined)."""
     if summary["n"] == 0:
@@ -148,7 +139,7 @@ def markdown(report: dict) -> str:
               "|---|---|---|---|"]
     for group in ("modality", "diagonal"):
         for name, test in report["tests"][group].items():
-            p = "n/a" if test["p_value"] is None or test["p_value"] != test["p_value"] else f"{test['p_value']:.3g}"
+            p = "n/a" if test["p_value"] is None else f"{test['p_value']:.3g}"   # NaN is None after json_safe
             difference = "n/a" if test["median_difference"] is None else f"{test['median_difference'] * 100:.1f}"
             lines.append(f"| {name} | {test['n']} | {difference} | {p} |")
     summary = report["agreement"]["summary"]
@@ -208,7 +199,7 @@ def write_report(result: CrossValidation, out: str | os.PathLike, *, command: st
         report["figures"] = {"boxplot": "figures/dice_boxplot.png", "matrix": "figures/matrix_heatmap.png",
                              "overlays": overlays}
         (staging / "report.json").write_text(json.dumps(json_safe(report), indent=1) + "\n")
-        (staging / "patients.csv").write_text(patients_csv(result.rows))
+        (staging / "patients.csv").write_text(csv_text(result.rows))
         (staging / "report.md").write_text(markdown(json_safe(report)))
         staging.chmod(0o777 & ~current_umask())   # mkdtemp makes it 0700
         if out.exists():

@@ -4,7 +4,7 @@ on the same batches, probabilities and masks on the original CT grid."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
@@ -13,6 +13,7 @@ import torch
 from .devices import choose_device, describe, inference_dtype
 from .errors import OsteoSegError
 from .inference import StageTimer, body_box, predict_with_fallback, prepare_network
+from .metrics import body_mask
 from .models import ModelPackage
 from .preprocess import CHANNEL_ORDER, InputVolume, PreprocessSettings
 from .progress import Progress
@@ -21,7 +22,6 @@ from .registration import check_overlap, resample_onto
 # Slices per network batch: on a CPU larger batches are not faster (measured: 4, 8 and 16 within 5%)
 # but hold more activations in memory; a GPU needs large batches to be busy.
 BATCH_BY_DEVICE = {"cuda": 32, "mps": 16, "cpu": 4}
-BODY_HU = -500.0
 
 
 @dataclass
@@ -34,7 +34,6 @@ class Segmentation:
     threshold: float
     device: str
     seconds: float
-    provenance: dict = field(default_factory=dict)
 
 
 def check_model_set(models: list[ModelPackage]) -> PreprocessSettings:
@@ -69,11 +68,19 @@ def pet_on_ct_grid(ct: sitk.Image, pet: sitk.Image, transform: sitk.Transform | 
     return resample_onto(pet, ct, transform=transform)
 
 
-def body_slices(ct_hu: np.ndarray | None, threshold_hu: float = BODY_HU) -> np.ndarray | None:
+def body_slices(ct_hu: np.ndarray | None) -> np.ndarray | None:
     """Axial slices holding any tissue (a voxel above -500 HU); None when there is no CT."""
     if ct_hu is None:
         return None
-    return np.flatnonzero((ct_hu.reshape(ct_hu.shape[0], -1) > threshold_hu).any(axis=1))
+    return np.flatnonzero(body_mask(ct_hu.reshape(ct_hu.shape[0], -1)).any(axis=1))
+
+
+def body_region(ct_hu: np.ndarray | None, size: int, body_only: bool):
+    """Where the networks work: the slices with tissue and, within each, the box around the body in
+    network pixels (both None: everything)."""
+    if not body_only or ct_hu is None:
+        return None, None
+    return body_slices(ct_hu), body_box(body_mask(ct_hu).any(axis=0), size)
 
 
 def usable_device(name: str, fallback: bool, progress: Progress) -> torch.device:
@@ -115,8 +122,7 @@ def segment_images(ct: sitk.Image | None, pet: sitk.Image | None, models: list[M
     with timer.stage("preprocess"):
         ct_array = sitk.GetArrayViewFromImage(ct) if ct is not None else None
         channels = InputVolume(ct_array if "ct" in inputs else None, pet_array, inputs, settings)
-        slices = body_slices(ct_array) if body_only else None
-        box = body_box(ct_array.max(axis=0) > BODY_HU, settings.size) if body_only and ct_array is not None else None
+        slices, box = body_region(ct_array, settings.size, body_only)
     with timer.stage("prepare networks"):
         networks = [(prepare_network(model.network, compute_device), [inputs.index(name) for name in model.inputs])
                     for model in models]

@@ -9,7 +9,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -72,7 +71,3 @@ class SegmentationJob:
             reader.join(timeout)
         return self.poll()
 
-
-def default_python() -> str:
-    """The interpreter for the worker outside Slicer (Slicer passes its PythonSlicer)."""
-    return sys.executable

@@ -29,7 +29,7 @@ def provenance(segmentation: Segmentation) -> dict:
                         "weights_sha256": m.card["weights_sha256"], "osteoseg": m.card["versions"]["osteoseg"]}
                        for m in segmentation.models],
             "device": segmentation.device, "threshold": segmentation.threshold,
-            "seconds": round(segmentation.seconds, 3), **segmentation.provenance}
+            "seconds": round(segmentation.seconds, 3)}
 
 
 def segment_specs(segmentation: Segmentation) -> list[mrml.SegmentSpec]:
@@ -52,6 +52,17 @@ def segment_specs(segmentation: Segmentation) -> list[mrml.SegmentSpec]:
     return specs
 
 
+def segmentation_node(context: mrml.MrmlContext, reference_node, segmentation: Segmentation, name: str):
+    """The segmentation node of a result (A, B, "A only"), with its provenance as attributes."""
+    node = mrml.segmentation_from_masks(context, reference_node, segment_specs(segmentation), name)
+    record = provenance(segmentation)
+    node.SetAttribute(PROVENANCE_TAG, json.dumps(record))
+    for key in ("device", "threshold", "seconds"):
+        node.SetAttribute(f"OsteoSeg.{key}", str(record[key]))
+    node.SetAttribute("OsteoSeg.models", ", ".join(m["name"] for m in record["models"]))
+    return node
+
+
 def output_paths(out: Path, name: str, segmentation: Segmentation, nifti: bool, probabilities: bool) -> dict:
     paths = {"segmentation": out / f"{name}.seg.nrrd", "provenance": out / f"{name}.provenance.json"}
     for model in segmentation.models:
@@ -72,12 +83,10 @@ def write_segmentation(context: mrml.MrmlContext, ct: sitk.Image, segmentation: 
         raise OsteoSegError(f"an earlier result is in the way ({', '.join(existing)}); "
                             "choose another output folder or name", path=out)
     out.mkdir(parents=True, exist_ok=True)
-    record = provenance(segmentation)
     reference = mrml.volume_node_from_image(context, ct, f"{name} CT")
-    node = mrml.segmentation_from_masks(context, reference, segment_specs(segmentation), f"{name} osteomyelitis")
-    node.SetAttribute(PROVENANCE_TAG, json.dumps(record))
+    node = segmentation_node(context, reference, segmentation, f"{name} osteomyelitis")
     mrml.save_segmentation(context, node, paths["segmentation"])
-    write_text(paths["provenance"], json.dumps(record, indent=2) + "\n")
+    write_text(paths["provenance"], node.GetAttribute(PROVENANCE_TAG) + "\n")
     for model in segmentation.models:
         for kind, array in (("mask", segmentation.masks[model.name]),
                             ("probability", segmentation.probabilities[model.name])):

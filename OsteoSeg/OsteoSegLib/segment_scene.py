@@ -4,7 +4,6 @@ provenance and, optionally, probability volumes. Nothing is added until everythi
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from .quantify import segment_statistics
 from .registration import check_overlap, resample_onto
 from .segment import Segmentation, segment_images
 from .segment_job import SegmentationJob
-from .segment_output import PROVENANCE_TAG, provenance, segment_specs
+from .segment_output import segment_specs, segmentation_node
 
 REQUIRED_SOURCES = ("A", "B")
 
@@ -81,22 +80,16 @@ def add_segmentation_nodes(context: mrml.MrmlContext, ct_node, result: Segmentat
                            probabilities: bool = False) -> SegmentNodes:
     """The new nodes: segmentation (never replacing an earlier one), statistics table, and
     optionally one probability volume per model, all beside the CT in the subject hierarchy."""
-    specs = segment_specs(result)
     name = mrml.unique_node_name(context, f"{ct_node.GetName()} osteomyelitis")
-    node = mrml.segmentation_from_masks(context, ct_node, specs, name)
-    record = provenance(result)
-    node.SetAttribute(PROVENANCE_TAG, json.dumps(record))
-    for key in ("device", "threshold", "seconds"):
-        node.SetAttribute(f"OsteoSeg.{key}", str(record[key]))
-    node.SetAttribute("OsteoSeg.models", ", ".join(m["name"] for m in record["models"]))
+    node = segmentation_node(context, ct_node, result, name)
     mrml.place_beside(context, node, ct_node)
-    ct_image = mrml.image_from_volume_node(ct_node)
-    rows = segment_statistics({spec.name: spec.mask for spec in specs}, pet_suv,
-                              tuple(reversed(ct_image.GetSpacing())))
+    rows = segment_statistics({spec.name: spec.mask for spec in segment_specs(result)}, pet_suv,
+                              tuple(reversed(ct_node.GetSpacing())))
     table = mrml.table_node_from_rows(context, rows, f"{name} statistics")
     mrml.place_beside(context, table, ct_node)
     volumes = []
     if probabilities:
+        ct_image = mrml.image_from_volume_node(ct_node)   # its geometry, for the probability volumes
         for model in result.models:
             image = sitk.GetImageFromArray(result.probabilities[model.name])
             image.CopyInformation(ct_image)

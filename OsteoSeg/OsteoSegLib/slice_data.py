@@ -65,19 +65,23 @@ def check_label_source(cohort: Cohort, case_ids, source: str) -> None:
                             f"{', '.join(missing)} (sources in this cohort: {known})", path=cohort.path("cohort.json"))
 
 
+def recorded_transform(cohort: Cohort, case: Case) -> sitk.Transform | None:
+    """The case's recorded CT-to-PET transform, or None (shared frame of reference)."""
+    if not case.metadata.get(TRANSFORM_KEY):
+        return None
+    path = cohort.path(case.metadata[TRANSFORM_KEY])
+    try:
+        return sitk.ReadTransform(str(path))
+    except RuntimeError as error:
+        raise OsteoSegError(f"transform unreadable ({str(error).strip().splitlines()[-1]})",
+                            case=case.case_id, path=path) from None
+
+
 def pet_on_ct(cohort: Cohort, case: Case, ct: sitk.Image) -> sitk.Image:
     """The case's PET on its CT grid: through the case's recorded CT-to-PET transform when it has one,
     else by resampling in the shared frame of reference (combined PET/CT)."""
     pet = read_image(cohort.path(case.pet), case=case.case_id)
-    transform = None
-    if case.metadata.get(TRANSFORM_KEY):
-        path = cohort.path(case.metadata[TRANSFORM_KEY])
-        try:
-            transform = sitk.ReadTransform(str(path))
-        except RuntimeError as error:
-            raise OsteoSegError(f"transform unreadable ({str(error).strip().splitlines()[-1]})",
-                                case=case.case_id, path=path) from None
-    return resample_onto(pet, ct, transform=transform)
+    return resample_onto(pet, ct, transform=recorded_transform(cohort, case))
 
 
 def load_patient(cohort: Cohort, case_id: str, inputs: tuple[str, ...], sources=(),

@@ -11,8 +11,6 @@ gloo on CPUs); only rank 0 writes files.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -31,6 +29,7 @@ from .cohort import Cohort
 from .devices import autocast_dtype, choose_device, describe
 from .errors import OsteoSegError
 from .fingerprint import cohort_fingerprint
+from .io import csv_text
 from .losses import dice_bce_loss
 from .models import intent_of, save_model_package, save_weights
 from .network import Architecture, build_network, check_input_size
@@ -283,11 +282,7 @@ def load_checkpoint(path: Path, network, optimizer, scheduler) -> dict:
 
 
 def write_metrics_csv(path: Path, history: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
-    writer.writeheader()
-    writer.writerows(history)
-    write_text(path, buffer.getvalue())
+    write_text(path, csv_text(history))
 
 
 # ---------------------------------------------------------------- the run
