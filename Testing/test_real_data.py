@@ -91,17 +91,12 @@ def test_qin_dicom_seg_gives_eleven_lesions_on_the_pet_grid(shared_data):
 def test_rigid_registration_recovers_a_known_perturbation_of_a_real_pet(shared_data):
     """STS_014: the registration of the perturbed PET lands where the perturbation sends the answer on
     the unperturbed PET (the true alignment of real data is unknown; see benchmarks/registration.py)."""
-    from OsteoSegLib.registration import move_geometry, register_rigid
+    from OsteoSegLib.registration import mask_centroid, move_geometry, register_rigid
 
     folder = shared_data / "sts-petct" / "nifti" / "STS_014"
     ct, pet = (sitk.ReadImage(str(folder / name)) for name in ("CT_image.nii.gz", "PET_image.nii.gz"))
-    statistics = sitk.LabelShapeStatisticsImageFilter()
-    statistics.Execute(sitk.ReadImage(str(folder / "CT_mask.nii.gz")))
-    lesion = statistics.GetCentroid(1)
-    perturbation = sitk.Euler3DTransform()
-    perturbation.SetCenter(lesion)
-    perturbation.SetRotation(*[math.radians(a) for a in (2, -3, 2)])
-    perturbation.SetTranslation((4, -3, 5))
+    lesion = mask_centroid(sitk.ReadImage(str(folder / "CT_mask.nii.gz")))
+    perturbation = sitk.Euler3DTransform(lesion, *[math.radians(a) for a in (2, -3, 2)], (4, -3, 5))
     unperturbed = register_rigid(ct, pet, case="STS_014").transform
     found = register_rigid(ct, move_geometry(pet, perturbation), case="STS_014").transform
     expected = perturbation.TransformPoint(unperturbed.TransformPoint(lesion))

@@ -214,6 +214,13 @@ def target_registration_error(found: sitk.Transform, truth: sitk.Transform, poin
     return float(np.linalg.norm(np.subtract(found.TransformPoint(tuple(point)), truth.TransformPoint(tuple(point)))))
 
 
+def mask_centroid(mask: sitk.Image) -> tuple[float, float, float] | None:
+    """Physical centroid (mm) of a mask's non-zero voxels, the usual TRE target; None when empty."""
+    statistics = sitk.LabelShapeStatisticsImageFilter()
+    statistics.Execute(sitk.Cast(mask > 0, sitk.sitkUInt8))
+    return statistics.GetCentroid(1) if statistics.HasLabel(1) else None
+
+
 def move_geometry(image: sitk.Image, transform: sitk.Euler3DTransform) -> sitk.Image:
     """The same voxels with the geometry moved rigidly: what was at physical point x is now at
     transform(x). This is how a patient's motion between CT and PET looks, with no resampling."""
