@@ -3,6 +3,8 @@ bad input reported with case, file and problem."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pydicom
 import pytest
@@ -19,8 +21,10 @@ from OsteoSegLib.metrics import dice
 from OsteoSegLib.registration import (
     _check_plausible,
     check_overlap,
+    largest_displacement,
     mask_centroid,
     metric_mask,
+    pet_coverage,
     register_rigid,
     target_registration_error,
 )
@@ -139,6 +143,26 @@ def test_metric_mask_takes_the_body_and_the_air_next_to_it():
     assert not mask[43:].any()                                  # far air, and beyond the PET
     no_air = sitk.GetArrayFromImage(metric_mask(ct, pet, margin_mm=0.0, air_margin_mm=0.0))[2, 20]
     assert no_air.nonzero()[0].tolist() == list(range(10, 30))
+
+
+def test_pet_coverage_follows_the_transform_that_places_the_pet():
+    """With the PET placed by a transform (CT point -> PET point), the CT voxels it covers move the
+    other way: the metric region the registration re-places on the aligned PET."""
+    ct = sitk.Image([60, 10, 4], sitk.sitkFloat32)              # x 0-59 mm
+    pet = sitk.Image([30, 10, 4], sitk.sitkFloat32)             # x 0-29 mm
+    assert pet_coverage(ct, pet)[2, 5].nonzero()[0].tolist() == list(range(30))
+    shift = sitk.TranslationTransform(3, (-10.0, 0.0, 0.0))     # CT x maps to PET x - 10
+    assert pet_coverage(ct, pet, transform=shift)[2, 5].nonzero()[0].tolist() == list(range(10, 40))
+    assert pet_coverage(ct, pet, margin_mm=5.0)[2, 5].nonzero()[0].tolist() == list(range(5, 25))
+
+
+def test_largest_displacement_is_where_two_rigid_transforms_disagree_most():
+    image = sitk.Image([11, 11, 11], sitk.sitkUInt8)            # box -0.5 .. 10.5 mm
+    shifted = sitk.Euler3DTransform((0, 0, 0), 0, 0, 0, (3.0, 4.0, 0.0))
+    assert largest_displacement(sitk.Euler3DTransform(), shifted, image) == pytest.approx(5.0)
+    turned = sitk.Euler3DTransform((5.0, 5.0, 5.0), 0, 0, math.radians(90), (0, 0, 0))
+    # a quarter turn about z through the box's centre moves each corner by sqrt(2) * its 5.5*sqrt(2) mm radius
+    assert largest_displacement(sitk.Euler3DTransform(), turned, image) == pytest.approx(11.0)
 
 
 def test_implausible_registration_and_disjoint_volumes_are_refused():

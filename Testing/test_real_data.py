@@ -89,18 +89,19 @@ def test_qin_dicom_seg_gives_eleven_lesions_on_the_pet_grid(shared_data):
 
 
 def test_rigid_registration_recovers_a_known_perturbation_of_a_real_pet(shared_data):
-    """STS_014: the registration of the perturbed PET lands where the perturbation sends the answer on
-    the unperturbed PET (the true alignment of real data is unknown; see benchmarks/registration.py)."""
+    """STS_029: the registration of the perturbed PET lands where the perturbation sends the answer on
+    the unperturbed PET (the true alignment of real data is unknown; see benchmarks/registration.py).
+    Before the metric's region followed the aligned PET, this case missed by 2.4 mm."""
     from OsteoSegLib.registration import mask_centroid, move_geometry, register_rigid
 
-    folder = shared_data / "sts-petct" / "nifti" / "STS_014"
+    folder = shared_data / "sts-petct" / "nifti" / "STS_029"
     ct, pet = (sitk.ReadImage(str(folder / name)) for name in ("CT_image.nii.gz", "PET_image.nii.gz"))
     lesion = mask_centroid(sitk.ReadImage(str(folder / "CT_mask.nii.gz")))
     perturbation = sitk.Euler3DTransform(lesion, *[math.radians(a) for a in (2, -3, 2)], (4, -3, 5))
-    unperturbed = register_rigid(ct, pet, case="STS_014").transform
-    found = register_rigid(ct, move_geometry(pet, perturbation), case="STS_014").transform
+    unperturbed = register_rigid(ct, pet, case="STS_029").transform
+    found = register_rigid(ct, move_geometry(pet, perturbation), case="STS_029").transform
     expected = perturbation.TransformPoint(unperturbed.TransformPoint(lesion))
     moved_by = np.linalg.norm(np.subtract(expected, unperturbed.TransformPoint(lesion)))
     error = np.linalg.norm(np.subtract(found.TransformPoint(lesion), expected))
     assert moved_by > 6.0                    # the perturbation is real (7 mm at the lesion) ...
-    assert error < 2.0, error                # ... and is undone to within 2 mm
+    assert error < 1.0, error                # ... and is undone to within 1 mm

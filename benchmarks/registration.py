@@ -9,8 +9,10 @@ own PET/CT alignment is one candidate, but limbs move between the CT and the PET
 each patient is registered as it is (T0), and then again after each of three known rigid
 perturbations P of the PET's geometry (a few degrees and mm about the lesion); recovery is judged
 against where the perturbation sends T0's answer, |T_P(x) - P(T0(x))| at the lesion centroid x,
-which needs no assumption about the true alignment. The distance of T0 from the scanner's alignment,
-|T0(x) - x|, is printed too: it is what the registration changes on unperturbed data.
+which needs no assumption about the true alignment. It shows that the answer does not depend on
+where the PET starts, not that the answer is the true alignment. The distance of T0 from the
+scanner's alignment, |T0(x) - x|, is printed too: it is what the registration changes on
+unperturbed data.
 """
 
 from __future__ import annotations

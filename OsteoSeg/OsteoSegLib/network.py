@@ -45,6 +45,17 @@ class Architecture:
         return cls(**{key: values[key] for key in ("in_channels", "base_width", "depth") if key in values})
 
 
+class SkipUpsample(nn.ConvTranspose2d):
+    """A decoder level's 2x2 stride-2 transposed convolution, joined with the encoder's skip."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 2, stride=2)
+
+    def join(self, skip: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The decoder block's input: the skip's channels, then `x` upsampled."""
+        return torch.cat([skip, self(x)], dim=1)
+
+
 def double_convolution(in_channels: int, out_channels: int) -> nn.Sequential:
     """Two (3x3 convolution, BatchNorm, ReLU); the convolutions have no bias (BatchNorm has one)."""
     layers = []
@@ -65,7 +76,7 @@ class UNet2D(nn.Module):
         self.encoder = nn.ModuleList(double_convolution(i, o) for i, o in zip(inputs, widths[:-1], strict=True))
         self.pool = nn.MaxPool2d(2)
         self.bottleneck = double_convolution(widths[-2], widths[-1])
-        self.upsample = nn.ModuleList(nn.ConvTranspose2d(w, w // 2, 2, stride=2) for w in reversed(widths[1:]))
+        self.upsample = nn.ModuleList(SkipUpsample(w, w // 2) for w in reversed(widths[1:]))
         self.decoder = nn.ModuleList(double_convolution(w, w // 2) for w in reversed(widths[1:]))
         self.head = nn.Conv2d(widths[0], 1, 1)
 
@@ -77,7 +88,7 @@ class UNet2D(nn.Module):
             x = self.pool(x)
         x = self.bottleneck(x)
         for upsample, block, skip in zip(self.upsample, self.decoder, reversed(skips), strict=True):
-            x = block(torch.cat([skip, upsample(x)], dim=1))
+            x = block(upsample.join(skip, x))
         return self.head(x)
 
 
