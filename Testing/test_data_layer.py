@@ -20,6 +20,7 @@ from OsteoSegLib.errors import OsteoSegError
 from OsteoSegLib.metrics import dice
 from OsteoSegLib.registration import (
     _check_plausible,
+    anatomy_mask,
     check_overlap,
     largest_displacement,
     mask_centroid,
@@ -137,11 +138,11 @@ def test_metric_mask_takes_the_body_and_the_air_next_to_it():
     hounsfield[:, 10:30, 10:30] = 40.0                          # body: x 10-29 (1 mm voxels)
     ct = sitk.GetImageFromArray(hounsfield)
     pet = sitk.Image([50, 40, 5], sitk.sitkFloat32)             # PET covers x 0-49 only
-    mask = sitk.GetArrayFromImage(metric_mask(ct, pet, margin_mm=0.0, air_margin_mm=12.0))[2, 20]
+    mask = sitk.GetArrayFromImage(metric_mask(anatomy_mask(ct, 12.0), pet_coverage(ct, pet), ct))[2, 20]
     assert mask[10:30].all()                                    # body
     assert mask[30:41].all() and mask[0:10].all()               # air within 12 mm of the skin
     assert not mask[43:].any()                                  # far air, and beyond the PET
-    no_air = sitk.GetArrayFromImage(metric_mask(ct, pet, margin_mm=0.0, air_margin_mm=0.0))[2, 20]
+    no_air = sitk.GetArrayFromImage(metric_mask(anatomy_mask(ct, 0.0), pet_coverage(ct, pet), ct))[2, 20]
     assert no_air.nonzero()[0].tolist() == list(range(10, 30))
 
 

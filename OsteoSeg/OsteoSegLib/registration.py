@@ -75,15 +75,6 @@ class RigidResult:
     stop_condition: str
 
 
-def metric_mask(ct: sitk.Image, pet: sitk.Image, margin_mm: float, air_margin_mm: float = AIR_MARGIN_MM,
-                transform: sitk.Transform | None = None) -> sitk.Image:
-    """CT voxels the metric should use: the body (above -500 HU) and the air within `air_margin_mm`
-    of it, at least `margin_mm` inside the PET's field of view (placed by `transform`, CT to PET
-    points; none = as the files say), away from metal; so cropped borders and far air do not steer
-    the registration while the skin outline does."""
-    return _combine(anatomy_mask(ct, air_margin_mm), pet_coverage(ct, pet, margin_mm, transform), ct)
-
-
 def anatomy_mask(ct: sitk.Image, air_margin_mm: float = AIR_MARGIN_MM) -> np.ndarray:
     """(z, y, x) bool: the body and the air within `air_margin_mm` of it, without metal and its
     nearest streaks (they have no counterpart on PET)."""
@@ -115,7 +106,9 @@ def pet_coverage(ct: sitk.Image, pet: sitk.Image, margin_mm: float = 0.0,
     return sitk.GetArrayViewFromImage(resample_onto(field_of_view, ct, interpolator="nearest", transform=transform)) > 0
 
 
-def _combine(anatomy: np.ndarray, coverage: np.ndarray, ct: sitk.Image) -> sitk.Image:
+def metric_mask(anatomy: np.ndarray, coverage: np.ndarray, ct: sitk.Image) -> sitk.Image:
+    """The CT voxels the metric samples: anatomy (`anatomy_mask`) that the PET covers (`pet_coverage`),
+    so cropped borders and far air do not steer the registration while the skin outline does."""
     mask = sitk.GetImageFromArray((anatomy & coverage).astype(np.uint8))
     mask.CopyInformation(ct)
     return mask
@@ -160,7 +153,7 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
     identity = sitk.Euler3DTransform(ct.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in ct.GetSize()]))
     anatomy = anatomy_mask(ct, air_margin_mm)
     given_coverage = pet_coverage(ct, pet, margin_mm)
-    mask = _combine(anatomy, given_coverage, ct)
+    mask = metric_mask(anatomy, given_coverage, ct)
     descend = partial(_gradient_descent, fixed, moving, bins=bins, sampling=sampling, seed=seed,
                       learning_rate=learning_rate)
     try:
@@ -173,7 +166,7 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
         for _ in range(REMASK_ROUNDS):
             _check_plausible(transform, case)
             coverage = pet_coverage(ct, pet, margin_mm, transform)
-            refined, more, stop = descend(_combine(anatomy, coverage, ct), transform, shrink[-1:])
+            refined, more, stop = descend(metric_mask(anatomy, coverage, ct), transform, shrink[-1:])
             iterations += more
             change = largest_displacement(refined, transform, ct)
             transform = refined
@@ -183,7 +176,7 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
         raise OsteoSegError(f"rigid registration failed ({str(error).strip().splitlines()[-1]})", case=case) from None
     _check_plausible(transform, case)
     # Before and after are compared on the same samples: CT the PET covers both as given and as aligned.
-    common = _combine(anatomy, given_coverage & pet_coverage(ct, pet, margin_mm, transform), ct)
+    common = metric_mask(anatomy, given_coverage & pet_coverage(ct, pet, margin_mm, transform), ct)
     before = _mattes(fixed, moving, identity, bins, sampling, seed, common)
     after = _mattes(fixed, moving, transform, bins, sampling, seed, common)
     return RigidResult(transform, before, after, iterations, stop)
