@@ -45,7 +45,7 @@ class StageTimer:
 
 
 def prepare_network(network: torch.nn.Module, device: torch.device, *, channels_last: bool = True,
-                    fold_batchnorm: bool = True, fused_upsampling: bool = True) -> torch.nn.Module:
+                    fold_batchnorm: bool = True) -> torch.nn.Module:
     """An inference copy: on the device, eval mode, BatchNorm folded into the preceding convolutions
     (torch's own fuse_conv_bn_eval: one pass over memory less per layer), the decoder's upsampling
     as matrix products written into the skip joins (`fused_upsample`), channels-last."""
@@ -58,8 +58,7 @@ def prepare_network(network: torch.nn.Module, device: torch.device, *, channels_
                     if isinstance(layers[i], torch.nn.Conv2d) and isinstance(layers[i + 1], torch.nn.BatchNorm2d):
                         module[i] = fuse_conv_bn_eval(layers[i], layers[i + 1])
                         module[i + 1] = torch.nn.Identity()
-    if fused_upsampling:
-        fuse_upsampling(network)
+    fuse_upsampling(network)
     return network.to(memory_format=torch.channels_last) if channels_last else network
 
 

@@ -42,12 +42,17 @@ def resample_onto(moving: sitk.Image, reference: sitk.Image, *, interpolator: st
                          default_value, pixel_type)
 
 
+def image_corners(image: sitk.Image) -> np.ndarray:
+    """(8, 3): the physical corners (mm) of the box the image's voxels cover, oblique grids included."""
+    size = np.array(image.GetSize())
+    return np.array([image.TransformContinuousIndexToPhysicalPoint((np.array(c) * size - 0.5).tolist())
+                     for c in np.array(np.meshgrid([0, 1], [0, 1], [0, 1])).T.reshape(-1, 3)])
+
+
 def physical_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     """Lowest and highest physical corner (mm) of the box the image's voxels cover."""
-    size = np.array(image.GetSize())
-    corners = [image.TransformContinuousIndexToPhysicalPoint((np.array(c) * size - 0.5).tolist())
-               for c in np.array(np.meshgrid([0, 1], [0, 1], [0, 1])).T.reshape(-1, 3)]
-    return np.min(corners, axis=0), np.max(corners, axis=0)
+    corners = image_corners(image)
+    return corners.min(axis=0), corners.max(axis=0)
 
 
 def check_overlap(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, minimum_fraction: float = 0.1):
@@ -201,9 +206,7 @@ def _gradient_descent(fixed, moving, mask, start, shrink, *, bins, sampling, see
 def largest_displacement(first: sitk.Transform, second: sitk.Transform, image: sitk.Image) -> float:
     """Largest distance (mm) between where two transforms send the corners of an image's box:
     for rigid transforms, the most they disagree anywhere in it."""
-    low, high = physical_bounds(image)
-    corners = np.array(np.meshgrid(*zip(low, high, strict=True))).T.reshape(-1, 3)
-    return max(target_registration_error(first, second, corner) for corner in corners)
+    return max(target_registration_error(first, second, corner) for corner in image_corners(image))
 
 
 def _registration_method() -> sitk.ImageRegistrationMethod:

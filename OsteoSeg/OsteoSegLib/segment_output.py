@@ -52,9 +52,10 @@ def segment_specs(segmentation: Segmentation) -> list[mrml.SegmentSpec]:
     return specs
 
 
-def segmentation_node(context: mrml.MrmlContext, reference_node, segmentation: Segmentation, name: str):
-    """The segmentation node of a result (A, B, "A only"), with its provenance as attributes."""
-    node = mrml.segmentation_from_masks(context, reference_node, segment_specs(segmentation), name)
+def segmentation_node(context: mrml.MrmlContext, reference_node, segmentation: Segmentation,
+                      specs: list[mrml.SegmentSpec], name: str):
+    """The segmentation node of a result from its `segment_specs`, with its provenance as attributes."""
+    node = mrml.segmentation_from_masks(context, reference_node, specs, name)
     record = provenance(segmentation)
     node.SetAttribute(PROVENANCE_TAG, json.dumps(record))
     for key in ("device", "threshold", "seconds"):
@@ -84,7 +85,7 @@ def write_segmentation(context: mrml.MrmlContext, ct: sitk.Image, segmentation: 
                             "choose another output folder or name", path=out)
     out.mkdir(parents=True, exist_ok=True)
     reference = mrml.volume_node_from_image(context, ct, f"{name} CT")
-    node = segmentation_node(context, reference, segmentation, f"{name} osteomyelitis")
+    node = segmentation_node(context, reference, segmentation, segment_specs(segmentation), f"{name} osteomyelitis")
     mrml.save_segmentation(context, node, paths["segmentation"])
     write_text(paths["provenance"], node.GetAttribute(PROVENANCE_TAG) + "\n")
     for model in segmentation.models:

@@ -81,9 +81,10 @@ def add_segmentation_nodes(context: mrml.MrmlContext, ct_node, result: Segmentat
     """The new nodes: segmentation (never replacing an earlier one), statistics table, and
     optionally one probability volume per model, all beside the CT in the subject hierarchy."""
     name = mrml.unique_node_name(context, f"{ct_node.GetName()} osteomyelitis")
-    node = segmentation_node(context, ct_node, result, name)
+    specs = segment_specs(result)
+    node = segmentation_node(context, ct_node, result, specs, name)
     mrml.place_beside(context, node, ct_node)
-    rows = segment_statistics({spec.name: spec.mask for spec in segment_specs(result)}, pet_suv,
+    rows = segment_statistics({spec.name: spec.mask for spec in specs}, pet_suv,
                               tuple(reversed(ct_node.GetSpacing())))
     table = mrml.table_node_from_rows(context, rows, f"{name} statistics")
     mrml.place_beside(context, table, ct_node)
