@@ -17,6 +17,15 @@ from OsteoSegLib.phantom import generate_cohort, settings_for  # noqa: E402
 TINY_SHAPE, TINY_SPACING = (48, 48, 20), (4.0, 4.0, 6.0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Converted models (OpenVINO) go to a folder of this test session, never the user's cache."""
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OSTEOSEG_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture
 def context():
     """A fresh headless MRML scene with Slicer's logics registered."""

@@ -21,7 +21,7 @@ def random_model(width=4, seed=0) -> ModelPackage:
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 1.5)
-    return ModelPackage(network.eval(), {"inputs": ["ct", "pet"]}, None)
+    return ModelPackage(network.eval(), {"name": f"random-{seed}", "inputs": ["ct", "pet"]}, None)
 
 
 def test_flops_of_the_paper_network_per_slice():
@@ -90,3 +90,23 @@ def test_a_cropped_prediction_is_zero_outside_its_box():
     probability, = predict_probabilities([(random_model().network, [0, 1])], channels, size=64,
                                          device=torch.device("cpu"), box=(16, 48, 0, 64))
     assert probability[:, :20].max() < 1e-6 and probability[:, 40:60].min() > 1e-3
+
+
+def test_memory_of_one_segment_is_measured_in_its_own_process(tmp_path):
+    import SimpleITK as sitk
+    from OsteoSegLib.benchmark import own_process_peak_rss
+    from OsteoSegLib.errors import OsteoSegError
+    from test_evaluation import oblique_ct_with_mask
+    from test_slicer_logic import write_package
+
+    ct, _ = oblique_ct_with_mask()
+    sitk.WriteImage(ct, str(tmp_path / "ct.nii.gz"))
+    sitk.WriteImage(sitk.Cast(ct > 0, sitk.sitkFloat32) * 5.0, str(tmp_path / "pet.nii.gz"))
+    for source in "AB":
+        write_package(tmp_path / "set", source)
+    arguments = (tmp_path / "set", "cpu", 4, "auto", True, "auto")
+    peak = own_process_peak_rss(tmp_path / "ct.nii.gz", tmp_path / "pet.nii.gz", *arguments)
+    assert 0.1 < peak < 4                       # GiB: at least Python with torch, far below a leak
+    assert not [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "set"]      # output removed
+    with pytest.raises(OsteoSegError, match="memory figure failed"):
+        own_process_peak_rss(tmp_path / "absent.nii.gz", tmp_path / "pet.nii.gz", *arguments)

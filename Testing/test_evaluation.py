@@ -148,7 +148,9 @@ def test_segment_output_is_an_editable_segmentation_on_the_ct_geometry(context, 
     models = [identity_model("model-A", "A"), identity_model("model-B", "B")]
     result = segment_images(ct, None, models, device="cpu")
     result.masks["model-B"][3] = 0                        # B smaller than A, as intended
+    nodes = context.scene.GetNumberOfNodes()
     paths = write_segmentation(context, ct, result, tmp_path, "patient", nifti=True, probabilities=True)
+    assert context.scene.GetNumberOfNodes() == nodes          # a batch in one scene does not keep every case
     reference = mrml.volume_node_from_image(context, ct, "reference")
     node = mrml.load_segmentation(context, paths["segmentation"])
     masks = mrml.masks_from_segmentation(context, node, reference)

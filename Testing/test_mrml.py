@@ -109,6 +109,32 @@ def test_segmentation_from_masks_keeps_names_colours_geometry_and_voxels(context
     np.testing.assert_allclose(colours, [(1, 0, 0), (0, 0, 1)])
 
 
+def test_segment_labelmaps_are_on_the_reference_grid_and_released(context):
+    import slicer
+
+    reference = mrml.volume_node_from_image(context, oblique_image(), "reference")
+    ours = mrml.empty_labelmap_on(reference)
+    slicers = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(reference)
+    assert ours.GetExtent() == slicers.GetExtent()
+    matrices = [vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()]
+    ours.GetImageToWorldMatrix(matrices[0])
+    slicers.GetImageToWorldMatrix(matrices[1])
+    assert all(matrices[0].GetElement(r, c) == matrices[1].GetElement(r, c) for r in range(4) for c in range(4))
+    # Only Python holds ours, so it is freed with the last reference (the logic's is held twice: leaked).
+    assert ours.GetReferenceCount() == 1
+
+
+def test_temporary_nodes_are_removed_even_after_an_error(context):
+    kept = context.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "kept")
+    count = context.scene.GetNumberOfNodes()
+    with pytest.raises(RuntimeError), mrml.temporary_nodes(context):
+        mrml.volume_node_from_image(context, oblique_image(), "temporary")
+        assert context.scene.GetNumberOfNodes() > count
+        raise RuntimeError("failed while writing")
+    assert context.scene.GetNumberOfNodes() == count
+    assert context.scene.GetNodeByID(kept.GetID()) is kept
+
+
 def test_segmentation_refuses_masks_of_the_wrong_shape(context):
     ct = mrml.volume_node_from_image(context, oblique_image(), "CT")
     with pytest.raises(OsteoSegError, match="shape"):

@@ -4,11 +4,14 @@ On a full-size phantom case (512 x 512 x 200 CT with its PET), with Model A and 
 paper's width, it measures in one process:
 - the machine's matrix-product peak (fp32 and bf16), the yardstick for the network stage;
 - the default Segment path, split into stages (read, align, preprocess, network, map back,
-  segmentation output), median of several runs, and its peak resident memory (and GPU memory);
+  segmentation output), median of several runs; the peak resident memory of one Segment in a
+  fresh process (as the Slicer worker runs it) and of this process after every run (and GPU memory);
 - the same weights run two other ways on the same input: a straightforward baseline (fp32, one
   slice at a time, default memory format, no BatchNorm folding) and MONAI's SliceInferer; the
   speed ratios and the agreement of the masks (Dice) and probabilities (max difference);
-- the agreement of the default precision with fp32 (bf16 is only the default where Dice >= 0.99).
+- the agreement of the default precision with fp32 (bf16 is only the default where Dice >= 0.99);
+- with the OpenVINO backend: the one-time conversion per model, and torch's own path on the same
+  input (speed ratio and agreement), so the choice of backend is measured too.
 A device that is asked for and absent is an error: a benchmark never falls back silently.
 """
 
@@ -25,6 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from .backends import choose_backend, describe_backend
 from .devices import choose_device, describe, inference_dtype
 from .errors import OsteoSegError
 from .inference import StageTimer, predict_probabilities, prepare_network, resize_slices
@@ -91,29 +95,67 @@ def ensure_models(cache: Path, width: int) -> Path:
     return folder / "model-set"
 
 
-def time_default_path(ct_file: Path, pet_file: Path, models, device, runs: int, batch_size: int | None,
-                      precision: str, body_only: bool):
-    """Median seconds per stage of Segment, end to end from the files; the last run's result."""
+def segment_files(ct_file: Path, pet_file: Path, models, device, batch_size: int | None, precision: str,
+                  body_only: bool, backend: str, timer: StageTimer):
+    """One Segment as a user runs it: read, segment, write the segmentation (then removed)."""
+    import tempfile
+
     from .mrml import create_headless_context
     from .segment_output import write_segmentation
 
+    with timer.stage("read"):
+        ct, pet = read_image(ct_file), read_image(pet_file)
+    result = segment_images(ct, pet, models, device=str(device), batch_size=batch_size, precision=precision,
+                            body_only=body_only, timer=timer, device_fallback=False, backend=backend)
+    with timer.stage("segmentation output"), tempfile.TemporaryDirectory(dir=ct_file.parent) as out:
+        write_segmentation(create_headless_context(), ct, result, Path(out), "bench")
+    return result
+
+
+def time_default_path(ct_file: Path, pet_file: Path, models, device, runs: int, batch_size: int | None,
+                      precision: str, body_only: bool, backend: str):
+    """Median seconds per stage of Segment, end to end from the files; the last run's result."""
     per_run, result = [], None
-    for run in range(runs):
+    for _ in range(runs):
         result = None          # the previous run's volumes must not count towards this run's memory
         timer = StageTimer(device)
-        with timer.stage("read"):
-            ct, pet = read_image(ct_file), read_image(pet_file)
-        result = segment_images(ct, pet, models, device=str(device), batch_size=batch_size, precision=precision,
-                                body_only=body_only, timer=timer, device_fallback=False)
-        with timer.stage("segmentation output"):
-            out = ct_file.parent / f"bench-output-{run}"
-            write_segmentation(create_headless_context(), ct, result, out, "bench")
-        for file in out.iterdir():
-            file.unlink()
-        out.rmdir()
+        result = segment_files(ct_file, pet_file, models, device, batch_size, precision, body_only, backend, timer)
         per_run.append(timer.seconds)
     stages = per_run[0].keys()
     return {stage: statistics.median(run[stage] for run in per_run) for stage in stages}, result
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory. On Linux from /proc (VmHWM): getrusage's ru_maxrss would
+    also count the parent's memory at the moment it started this process."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 2**20
+    except (OSError, StopIteration):
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss        # bytes on macOS, KiB elsewhere
+        return maxrss / 2**30 if sys.platform == "darwin" else maxrss / 2**20
+
+
+def segment_in_child(ct_file, pet_file, model_set, device, batch_size, precision, body_only, backend) -> None:
+    """The body of the fresh process that `own_process_peak_rss` measures (arguments as strings)."""
+    segment_files(Path(ct_file), Path(pet_file), load_model_set(Path(model_set)), torch.device(device),
+                  int(batch_size), precision, body_only == "True", backend, StageTimer(torch.device(device)))
+    print(f"peak_rss_gib={peak_rss_gib()}")
+
+
+def own_process_peak_rss(ct_file: Path, pet_file: Path, model_set: Path, device, batch_size: int, precision: str,
+                         body_only: bool, backend: str) -> float:
+    """Peak resident memory (GiB) of one Segment in a fresh process, as the Slicer module's worker
+    runs each segmentation: the figure the memory target is about. (A process that has run several
+    cases also holds what the allocators kept from earlier ones; that figure is reported beside it.)"""
+    code = "import sys; from OsteoSegLib.benchmark import segment_in_child; segment_in_child(*sys.argv[1:])"
+    arguments = [ct_file, pet_file, model_set, device, batch_size, precision, body_only, backend]
+    child = subprocess.run([sys.executable, "-c", code, *map(str, arguments)], capture_output=True, text=True)
+    figures = [line for line in child.stdout.splitlines() if line.startswith("peak_rss_gib=")]
+    if child.returncode or not figures:
+        raise OsteoSegError(f"the Segment run for the memory figure failed (exit status {child.returncode}): "
+                            f"{child.stderr.strip().splitlines()[-1:]}")
+    return float(figures[-1].split("=", 1)[1])
 
 
 def straightforward(models, channels, size, device):
@@ -155,6 +197,18 @@ def agreement(reference: list[np.ndarray], other: list[np.ndarray], threshold: f
             "max_probability_difference": max(float(np.abs(a - b).max()) for a, b in pairs)}
 
 
+def openvino_conversion_seconds(models) -> float:
+    """Seconds to convert both models for OpenVINO without the cache (what a first Segment costs);
+    then the cache is filled, so that the timed runs read it as every later Segment does."""
+    from .openvino_backend import default_cache_folder, openvino_graph
+    from .progress import Progress
+
+    seconds = sum(timed(openvino_graph, model, None, Progress())[0] for model in models)
+    for model in models:
+        openvino_graph(model, default_cache_folder(), Progress())
+    return seconds
+
+
 def timed(function, *args):
     started = time.perf_counter()
     value = function(*args)
@@ -163,25 +217,35 @@ def timed(function, *args):
 
 def run_benchmark(cache: Path, *, device_name: str = "auto", width: int = 64, runs: int = 3,
                   batch_size: int | None = None, precision: str = "auto", compare: bool = True,
-                  body_only: bool = True, log=print) -> dict:
+                  body_only: bool = True, backend: str = "auto", log=print) -> dict:
     """Every figure of the benchmark as one dictionary (see the module docstring)."""
     device = choose_device(device_name)
     if device_name != "auto" and device.type != device_name.split(":")[0]:
         raise OsteoSegError(f"device {device_name!r} is not available")
+    backend = choose_backend(backend, device)
     cache.mkdir(parents=True, exist_ok=True)
     log("preparing the full-size case and the models (cached after the first run) ...")
     ct_file, pet_file = ensure_case(cache)
-    models = load_model_set(ensure_models(cache, width))
+    model_set = ensure_models(cache, width)
+    models = load_model_set(model_set)
     size = check_model_set(models).size
     log("measuring the matrix-product peak ...")
     peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
+    dtype = inference_dtype(device, precision)
+    conversion = None
+    if backend == "openvino":
+        log("converting the models for OpenVINO (timed without the cache, then cached for the runs) ...")
+        conversion = openvino_conversion_seconds(models)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     log(f"timing Segment end to end ({runs} runs) ...")
     batch_size = batch_size or BATCH_BY_DEVICE[device.type]
-    stages, result = time_default_path(ct_file, pet_file, models, device, runs, batch_size, precision, body_only)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    stages, result = time_default_path(ct_file, pet_file, models, device, runs, batch_size, precision, body_only,
+                                       backend)
+    peak_rss_in_process = peak_rss_gib()
     peak_gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    log("measuring the memory of one Segment in a fresh process ...")
+    peak_rss = own_process_peak_rss(ct_file, pet_file, model_set, device, batch_size, precision, body_only, backend)
 
     ct, pet = read_image(ct_file), read_image(pet_file)
     ct_array = sitk.GetArrayFromImage(ct)
@@ -192,14 +256,14 @@ def run_benchmark(cache: Path, *, device_name: str = "auto", width: int = 64, ru
     slices_run = ct_array.shape[0] if slices is None else len(slices)
     box_shape = (box[1] - box[0], box[3] - box[2]) if box else (size, size)
     flops = sum(network_flops(m, size, box_shape) for m in models) * slices_run
-    dtype = inference_dtype(device, precision)
     network_seconds = stages["network"]
     other_seconds = sum(v for k, v in stages.items() if k not in ("network", "read"))
     figures = {
         "device": describe(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "case": {"shape_xyz": list(ct.GetSize()), "spacing_mm": list(ct.GetSpacing()), "slices_through_network":
                  slices_run}, "models": [m.name for m in models], "width": width, "size": size,
-        "precision": str(dtype or "fp32"), "batch_size": batch_size, "runs": runs,
+        "precision": str(dtype or "fp32"), "backend": describe_backend(backend),
+        "openvino_conversion_s": conversion, "batch_size": batch_size, "runs": runs,
         "body_only": body_only, "network_box": list(box) if box else None,
         "stages_s": stages, "end_to_end_s": sum(stages.values()),
         "end_to_end_without_read_s": sum(v for k, v in stages.items() if k != "read"),
@@ -208,7 +272,7 @@ def run_benchmark(cache: Path, *, device_name: str = "auto", width: int = 64, ru
         "peak_flops_per_s": peaks, "network_fraction_of_peak": flops / network_seconds / peaks[
             "bf16" if dtype == torch.bfloat16 else "fp32"],
         "other_stages_fraction_of_network": other_seconds / network_seconds,
-        "peak_rss_gib": peak_rss, "peak_gpu_gib": peak_gpu,
+        "peak_rss_gib": peak_rss, "peak_rss_in_process_gib": peak_rss_in_process, "peak_gpu_gib": peak_gpu,
         "mask_voxels": {m.name: int(result.masks[m.name].sum()) for m in models},
     }
     if compare:
@@ -218,6 +282,13 @@ def run_benchmark(cache: Path, *, device_name: str = "auto", width: int = 64, ru
             batch_size=batch_size, dtype=None, slices=slices, box=box))
         ours = [result.probabilities[m.name] for m in models]
         figures["fp32_agreement"] = {**agreement(fp32, ours), "network_fp32_s": fp32_seconds}
+        if backend != "torch":
+            log("running torch's own path at the same precision (the other backend) ...")
+            torch_seconds, torch_path = timed(lambda: predict_probabilities(
+                [(prepare_network(m.network, device), [0, 1]) for m in models], channels, size=size, device=device,
+                batch_size=batch_size, dtype=dtype, slices=slices, box=box))
+            figures["torch_backend"] = {"seconds": torch_seconds, "speedup_of_default": torch_seconds / network_seconds,
+                                        **agreement(torch_path, ours)}
         log("running the straightforward baseline (fp32, one slice at a time) ...")
         baseline_seconds, baseline = timed(straightforward, models, channels, size, device)
         figures["baseline"] = {"seconds": baseline_seconds, "speedup_of_default": baseline_seconds / network_seconds,
@@ -235,7 +306,8 @@ def format_table(figures: dict) -> str:
     crop = f", network box {figures['network_box']}" if figures.get("network_box") else ""
     lines = [f"Segment benchmark on {figures['device']} ({figures['threads']} threads){crop}, "
              f"{'x'.join(map(str, figures['case']['shape_xyz']))} CT, 2 models at width {figures['width']}, "
-             f"{figures['precision']}, batch {figures['batch_size']}, median of {figures['runs']} runs"]
+             f"{figures['precision']}, {figures['backend']}, batch {figures['batch_size']}, "
+             f"median of {figures['runs']} runs"]
     for stage, seconds in figures["stages_s"].items():
         lines.append(f"  {stage:<22}{seconds:9.2f} s")
     lines += [f"  {'end to end':<22}{figures['end_to_end_s']:9.2f} s "
@@ -246,9 +318,13 @@ def format_table(figures: dict) -> str:
               f"the matrix-product peak (fp32 {figures['peak_flops_per_s']['fp32'] / 1e12:.3f}, "
               f"bf16 {figures['peak_flops_per_s']['bf16'] / 1e12:.3f} TFLOP/s)",
               f"  other stages: {100 * figures['other_stages_fraction_of_network']:.0f}% of the network time",
-              f"  peak resident memory {figures['peak_rss_gib']:.2f} GiB"
+              f"  peak resident memory: one Segment in its own process {figures['peak_rss_gib']:.2f} GiB, "
+              f"this process after setup and {figures['runs']} runs {figures['peak_rss_in_process_gib']:.2f} GiB"
               + (f", peak GPU memory {figures['peak_gpu_gib']:.2f} GiB" if figures["peak_gpu_gib"] is not None else "")]
-    for name in ("fp32_agreement", "baseline", "monai_slice_inferer"):
+    if figures.get("openvino_conversion_s") is not None:
+        lines.append(f"  OpenVINO conversion of both models (once, then cached): "
+                     f"{figures['openvino_conversion_s']:.1f} s")
+    for name in ("fp32_agreement", "torch_backend", "baseline", "monai_slice_inferer"):
         if name in figures:
             entry = figures[name]
             speed = f"default is {entry['speedup_of_default']:.1f}x faster, " if "speedup_of_default" in entry else ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .backends import BACKEND_CHOICES
 from .devices import DEVICE_CHOICES, PRECISION_CHOICES
 
 
@@ -14,7 +15,8 @@ def run_bench(arguments) -> int:
 
     figures = run_benchmark(Path(arguments.cache), device_name=arguments.device, width=arguments.width,
                             runs=arguments.runs, batch_size=arguments.batch_size, precision=arguments.precision,
-                            compare=not arguments.no_compare, body_only=not arguments.no_body_crop)
+                            compare=not arguments.no_compare, body_only=not arguments.no_body_crop,
+                            backend=arguments.backend)
     text = json.dumps(figures, indent=1)
     if arguments.json:
         from .atomic import write_text
@@ -30,6 +32,9 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                        help="a named device that is absent is an error (no fallback in a benchmark)")
     bench.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
+    bench.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                       help="auto: OpenVINO on the CPU when installed, else torch; a named backend that cannot run "
+                       "is an error")
     bench.add_argument("--runs", type=int, default=3, help="end-to-end runs (the median is reported)")
     bench.add_argument("--batch-size", type=int, help="default: Segment's (4 on CPU, 32 on CUDA)")
     bench.add_argument("--no-body-crop", action="store_true", help="run every slice whole (body-only work off)")

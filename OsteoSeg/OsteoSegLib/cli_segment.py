@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .backends import BACKEND_CHOICES
 from .devices import DEVICE_CHOICES
 
 
@@ -24,11 +25,13 @@ def segment_one(context, ct_path, pet_path, models, arguments, name: str, transf
     elif arguments.transform:
         transform = sitk.ReadTransform(arguments.transform)
     result = segment_images(ct, pet, models, transform=transform, device=arguments.device,
-                            threshold=arguments.threshold, batch_size=arguments.batch_size, case=case)
+                            threshold=arguments.threshold, batch_size=arguments.batch_size, case=case,
+                            backend=arguments.backend)
     paths = write_segmentation(context, ct if ct is not None else pet, result, arguments.out, name,
                                nifti=arguments.nifti, probabilities=arguments.probabilities)
     volumes = ", ".join(f"{m.name} {int(result.masks[m.name].sum())} voxels" for m in models)
-    print(f"{name}: {volumes} (threshold {result.threshold}, {result.device}, {result.seconds:.1f} s)")
+    where = f"{result.device}, {result.backend}"
+    print(f"{name}: {volumes} (threshold {result.threshold}, {where}, {result.seconds:.1f} s)")
     for role, path in paths.items():
         print(f"  {role}: {path}")
 
@@ -71,6 +74,8 @@ def add_segment_command(commands) -> None:
     segment.add_argument("--transform", help="a CT-to-PET transform file to apply instead (e.g. from osteoseg align)")
     segment.add_argument("--threshold", type=float, help="probability threshold (default: each model's card, 0.5)")
     segment.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    segment.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                         help="network engine: auto (OpenVINO on the CPU when installed, else torch), torch, openvino")
     segment.add_argument("--batch-size", type=int, help="slices per network batch (default: 4 on CPU, 32 on CUDA)")
     segment.add_argument("--nifti", action="store_true", help="also write each model's mask as NIfTI")
     segment.add_argument("--probabilities", action="store_true", help="also write probability maps as NIfTI")

@@ -12,6 +12,9 @@ PIP_REQUIREMENTS = {"safetensors": "safetensors>=0.4", "monai": "monai>=1.4", "p
                     "highdicom": "highdicom>=0.23", "tqdm": "tqdm>=4.60", "matplotlib": "matplotlib>=3.7",
                     "scipy": "scipy>=1.11"}
 TORCH_REQUIREMENT = ">=2.1"
+# Optional: the faster CPU backend (backends.py); worth its ~50 MB download only where no GPU (CUDA or
+# Apple MPS) runs the networks.
+OPENVINO_REQUIREMENT = "openvino>=2025.1"
 SLICER_OWNED = ("numpy", "SimpleITK", "vtk")
 
 
@@ -22,6 +25,11 @@ def is_installed(module: str) -> bool:
 def missing_requirements() -> list[str]:
     """pip requirements for the modules that cannot be imported (torch is handled separately)."""
     return [requirement for module, requirement in PIP_REQUIREMENTS.items() if not is_installed(module)]
+
+
+def optional_requirements(gpu_available: bool) -> list[str]:
+    """Optional pip requirements worth offering on this machine and not yet installed."""
+    return [] if gpu_available or is_installed("openvino") else [OPENVINO_REQUIREMENT]
 
 
 def torch_missing() -> bool:

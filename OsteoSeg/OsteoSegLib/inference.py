@@ -44,20 +44,25 @@ class StageTimer:
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
+def folded_copy(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """A copy on the device in eval mode with BatchNorm folded into the preceding convolutions
+    (torch's own fuse_conv_bn_eval: one pass over memory less per layer); the outputs are unchanged."""
+    network = copy.deepcopy(network).eval().to(device)
+    for module in network.modules():
+        if isinstance(module, torch.nn.Sequential):
+            layers = list(module)
+            for i in range(len(layers) - 1):
+                if isinstance(layers[i], torch.nn.Conv2d) and isinstance(layers[i + 1], torch.nn.BatchNorm2d):
+                    module[i] = fuse_conv_bn_eval(layers[i], layers[i + 1])
+                    module[i + 1] = torch.nn.Identity()
+    return network
+
+
 def prepare_network(network: torch.nn.Module, device: torch.device, *, channels_last: bool = True,
                     fold_batchnorm: bool = True) -> torch.nn.Module:
-    """An inference copy: on the device, eval mode, BatchNorm folded into the preceding convolutions
-    (torch's own fuse_conv_bn_eval: one pass over memory less per layer), the decoder's upsampling
-    as matrix products written into the skip joins (`fused_upsample`), channels-last."""
-    network = copy.deepcopy(network).eval().to(device)
-    if fold_batchnorm:
-        for module in network.modules():
-            if isinstance(module, torch.nn.Sequential):
-                layers = list(module)
-                for i in range(len(layers) - 1):
-                    if isinstance(layers[i], torch.nn.Conv2d) and isinstance(layers[i + 1], torch.nn.BatchNorm2d):
-                        module[i] = fuse_conv_bn_eval(layers[i], layers[i + 1])
-                        module[i + 1] = torch.nn.Identity()
+    """The torch inference copy: on the device, eval mode, BatchNorm folded (`folded_copy`), the
+    decoder's upsampling as matrix products written into the skip joins (`fused_upsample`), channels-last."""
+    network = folded_copy(network, device) if fold_batchnorm else copy.deepcopy(network).eval().to(device)
     fuse_upsampling(network)
     return network.to(memory_format=torch.channels_last) if channels_last else network
 

@@ -8,6 +8,7 @@ wheel with the logics registered once per scene.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -161,6 +162,21 @@ class SegmentSpec:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+def empty_labelmap_on(reference_node):
+    """A vtkOrientedImageData on the volume's grid, scalars not yet allocated. Built here rather than
+    with the Segmentations logic's CreateOrientedImageDataFromVolumeNode, whose Python wrapping never
+    releases the image it returns (measured: one full-size labelmap leaked per segment per call)."""
+    import slicer
+    import vtk
+
+    labelmap = slicer.vtkOrientedImageData()
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    reference_node.GetIJKToRASMatrix(ijk_to_ras)
+    labelmap.SetImageToWorldMatrix(ijk_to_ras)
+    labelmap.SetExtent(reference_node.GetImageData().GetExtent())
+    return labelmap
+
+
 def segmentation_from_masks(context: MrmlContext, reference_node, segments: list[SegmentSpec], name: str):
     """Add a segmentation node whose segments are the given masks, on the reference volume's grid
     (its reference image geometry is set, so the result can be edited and exported)."""
@@ -182,7 +198,7 @@ def segmentation_from_masks(context: MrmlContext, reference_node, segments: list
         if not segment_id:
             context.scene.RemoveNode(node)
             raise OsteoSegError("Slicer could not create a segment: the Segmentations logic has no scene")
-        labelmap = logic_class.CreateOrientedImageDataFromVolumeNode(reference_node)
+        labelmap = empty_labelmap_on(reference_node)
         labelmap.AllocateScalars(numpy_support.get_vtk_array_type(np.dtype(np.uint8)), 1)
         numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())[:] = (spec.mask > 0).ravel()
         logic_class.SetBinaryLabelmapToSegment(labelmap, node, segment_id, logic_class.MODE_REPLACE)
@@ -264,6 +280,20 @@ def save_scene_bundle(context: MrmlContext, path: str | os.PathLike) -> Path:
             raise OsteoSegError("Slicer could not write the scene bundle", path=path)
         os.replace(temporary, path)
     return path
+
+
+@contextlib.contextmanager
+def temporary_nodes(context: MrmlContext):
+    """Every node added to the scene inside the block is removed at its end: for writers that build
+    nodes only to save them, so that a long-lived scene (a batch of cases) does not keep every case."""
+    before = {context.scene.GetNthNode(i).GetID() for i in range(context.scene.GetNumberOfNodes())}
+    try:
+        yield
+    finally:
+        added = [context.scene.GetNthNode(i) for i in range(context.scene.GetNumberOfNodes())]
+        for node in added:
+            if node.GetID() not in before:
+                context.scene.RemoveNode(node)
 
 
 def unique_node_name(context: MrmlContext, base: str) -> str:

@@ -10,9 +10,10 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from .backends import choose_backend, describe_backend, inference_networks
 from .devices import choose_device, describe, inference_dtype
 from .errors import OsteoSegError
-from .inference import StageTimer, body_box, predict_with_fallback, prepare_network
+from .inference import StageTimer, body_box, predict_with_fallback
 from .metrics import body_mask
 from .models import ModelPackage
 from .preprocess import CHANNEL_ORDER, InputVolume, PreprocessSettings
@@ -34,6 +35,7 @@ class Segmentation:
     threshold: float
     device: str
     seconds: float
+    backend: str = "torch"        # the engine that ran the networks, with its version where not torch
 
 
 def check_model_set(models: list[ModelPackage]) -> PreprocessSettings:
@@ -99,14 +101,15 @@ def segment_images(ct: sitk.Image | None, pet: sitk.Image | None, models: list[M
                    transform: sitk.Transform | None = None, device: str = "auto", threshold: float | None = None,
                    batch_size: int | None = None, case: str | None = None, progress: Progress | None = None,
                    precision: str = "auto", body_only: bool = True, timer: StageTimer | None = None,
-                   device_fallback: bool = True) -> Segmentation:
+                   device_fallback: bool = True, backend: str = "auto") -> Segmentation:
     """Run every model on one patient. CT is the reference grid (PET alone: the PET's grid).
     `threshold` None uses each model's card threshold. With `body_only`, axial slices without any
     tissue (no voxel above -500 HU, e.g. beyond the feet) are not sent through the networks and
     get probability 0, and each slice is cropped (in network pixels) to the box around the body.
     `timer` collects the seconds per stage (for the benchmark). A requested device that is absent
     falls back to the best present one with a notice (`device_fallback=False` refuses instead, as
-    the benchmark must)."""
+    the benchmark must). `backend` picks the engine (backends.py): auto is OpenVINO on the CPU
+    when it is installed, torch otherwise."""
     started = time.perf_counter()
     progress = progress or Progress()
     compute_device = usable_device(device, device_fallback, progress)
@@ -123,16 +126,16 @@ def segment_images(ct: sitk.Image | None, pet: sitk.Image | None, models: list[M
         ct_array = sitk.GetArrayViewFromImage(ct) if ct is not None else None
         channels = InputVolume(ct_array if "ct" in inputs else None, pet_array, inputs, settings)
         slices, box = body_region(ct_array, settings.size, body_only)
+    engine, dtype = choose_backend(backend, compute_device), inference_dtype(compute_device, precision)
     with timer.stage("prepare networks"):
-        networks = [(prepare_network(model.network, compute_device), [inputs.index(name) for name in model.inputs])
-                    for model in models]
+        networks = inference_networks(models, inputs, compute_device, engine, dtype, progress=progress)
     probabilities, used_device = predict_with_fallback(networks, channels, size=settings.size, device=compute_device,
                                                        batch_size=batch_size or BATCH_BY_DEVICE[compute_device.type],
-                                                       dtype=inference_dtype(compute_device, precision),
-                                                       progress=progress, slices=slices, box=box, timer=timer)
+                                                       dtype=dtype, progress=progress, slices=slices, box=box,
+                                                       timer=timer, channels_last=engine == "torch")
     named = {model.name: p for model, p in zip(models, probabilities, strict=True)}
     with timer.stage("map back"):
         masks = {model.name: (named[model.name] >= (threshold if threshold is not None else model.card["threshold"]))
                  .astype(np.uint8) for model in models}
     return Segmentation(named, masks, models, threshold if threshold is not None else models[0].card["threshold"],
-                        describe(torch.device(used_device)), time.perf_counter() - started)
+                        describe(torch.device(used_device)), time.perf_counter() - started, describe_backend(engine))

@@ -24,11 +24,12 @@ PROVENANCE_TAG = "OsteoSeg.provenance"
 
 
 def provenance(segmentation: Segmentation) -> dict:
-    """What made this result: models (name, label source, sha256, version), device, threshold, time."""
+    """What made this result: models (name, label source, sha256, version), device and engine,
+    threshold, time."""
     return {"models": [{"name": m.name, "label_source": m.card["label_source"], "inputs": m.card["inputs"],
                         "weights_sha256": m.card["weights_sha256"], "osteoseg": m.card["versions"]["osteoseg"]}
                        for m in segmentation.models],
-            "device": segmentation.device, "threshold": segmentation.threshold,
+            "device": segmentation.device, "backend": segmentation.backend, "threshold": segmentation.threshold,
             "seconds": round(segmentation.seconds, 3)}
 
 
@@ -84,10 +85,12 @@ def write_segmentation(context: mrml.MrmlContext, ct: sitk.Image, segmentation: 
         raise OsteoSegError(f"an earlier result is in the way ({', '.join(existing)}); "
                             "choose another output folder or name", path=out)
     out.mkdir(parents=True, exist_ok=True)
-    reference = mrml.volume_node_from_image(context, ct, f"{name} CT")
-    node = segmentation_node(context, reference, segmentation, segment_specs(segmentation), f"{name} osteomyelitis")
-    mrml.save_segmentation(context, node, paths["segmentation"])
-    write_text(paths["provenance"], node.GetAttribute(PROVENANCE_TAG) + "\n")
+    with mrml.temporary_nodes(context):
+        reference = mrml.volume_node_from_image(context, ct, f"{name} CT")
+        node = segmentation_node(context, reference, segmentation, segment_specs(segmentation),
+                                 f"{name} osteomyelitis")
+        mrml.save_segmentation(context, node, paths["segmentation"])
+        write_text(paths["provenance"], node.GetAttribute(PROVENANCE_TAG) + "\n")
     for model in segmentation.models:
         for kind, array in (("mask", segmentation.masks[model.name]),
                             ("probability", segmentation.probabilities[model.name])):

@@ -59,7 +59,8 @@ def run(arguments) -> Path:
         image.CopyInformation(ct)
         files[model.name] = write_image(image, out / f"probability_{index}.nrrd").name
     summary = {"models": [str(Path(f).resolve()) for f in arguments.models], "probability_files": files,
-               "threshold": result.threshold, "device": result.device, "seconds": result.seconds}
+               "threshold": result.threshold, "device": result.device, "seconds": result.seconds,
+               "backend": result.backend}
     write_text(out / "result.json", json.dumps(summary, indent=2) + "\n")
     return out / "result.json"
 
@@ -72,7 +73,8 @@ def load_result(result_file: str | Path) -> Segmentation:
     probabilities = {m.name: sitk.GetArrayFromImage(sitk.ReadImage(str(result_file.parent / summary[
         "probability_files"][m.name]))) for m in models}
     masks = {name: (p >= summary["threshold"]).astype(np.uint8) for name, p in probabilities.items()}
-    return Segmentation(probabilities, masks, models, summary["threshold"], summary["device"], summary["seconds"])
+    return Segmentation(probabilities, masks, models, summary["threshold"], summary["device"], summary["seconds"],
+                        summary.get("backend", "torch"))
 
 
 def main(argv=None) -> int:
