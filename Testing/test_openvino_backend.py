@@ -56,8 +56,9 @@ def test_openvino_bf16_stays_as_close_to_fp32_as_torch_bf16():
     reference = torch_logits(model, batch)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         torch_bf16 = prepare_network(model.network, CPU)(batch).float()
-    ours = openvino_network(model, torch.bfloat16)(batch)
-    assert 0 < (ours - reference).abs().max() <= 4 * max((torch_bf16 - reference).abs().max(), 1e-3)
+    error = (openvino_network(model, torch.bfloat16)(batch) - reference).abs().max()
+    # bf16 really in use (fp32 through OpenVINO differs by ~1e-8 here), and no worse than torch's bf16.
+    assert 1e-5 < error <= 4 * (torch_bf16 - reference).abs().max()
 
 
 def test_a_model_is_converted_once_then_read_from_the_cache(tmp_path, monkeypatch):
@@ -163,3 +164,15 @@ def test_bench_refuses_a_backend_that_cannot_run(monkeypatch, capsys, tmp_path):
     assert main(["bench", "--device", "cpu", "--backend", "openvino", "--cache", str(cache)]) == 2
     assert "OpenVINO is not installed" in capsys.readouterr().err
     assert not cache.exists()                 # refused before any work
+
+
+def test_a_failed_write_into_the_cache_leaves_no_partial_entry(tmp_path, monkeypatch):
+    def disk_full(*_, **__):
+        raise RuntimeError("Exception from src/core/src/pass/serialize.cpp: write failed")
+
+    monkeypatch.setattr(openvino, "save_model", disk_full)
+    model, batch, messages = random_model(seed=10), torch.rand(1, 2, 32, 32), Messages()
+    result = openvino_network(model, None, cache_folder=tmp_path, progress=messages)(batch)
+    torch.testing.assert_close(result, torch_logits(model, batch), atol=2e-4, rtol=1e-4)
+    assert any("could not keep" in text for text in messages.texts)
+    assert list(tmp_path.iterdir()) == []

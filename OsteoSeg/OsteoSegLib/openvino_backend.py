@@ -108,7 +108,7 @@ def openvino_graph(model: ModelPackage, cache_folder: Path | None, progress: Pro
         graph = convert(network, channels)
         try:
             store(graph, entry)
-        except OSError as error:
+        except (OSError, RuntimeError) as error:      # OpenVINO reports a failed write as RuntimeError
             progress.message(f"could not keep the converted {model.name} in {cache_folder} ({error}); "
                              "it will be converted again next time")
     return graph
