@@ -332,12 +332,16 @@ class OsteoSegLogic(ScriptedLoadableModuleLogic):
         if missing:
             if not slicer.util.confirmOkCancelDisplay(f"OsteoSeg needs {', '.join(missing)}. Install now?"):
                 return False
-            if hasattr(slicer, "packaging"):   # Slicer >= 5.12: progress dialog and restart detection
-                slicer.packaging.pip_ensure(missing, requester="OsteoSeg")
-            else:
-                slicer.util.pip_install(missing)
+            self.pipInstall(missing)
         self.offerOptionalDependencies(dependencies)
         return True
+
+    @staticmethod
+    def pipInstall(requirements):
+        if hasattr(slicer, "packaging"):   # Slicer >= 5.12: progress dialog and restart detection
+            slicer.packaging.pip_ensure(requirements, requester="OsteoSeg")
+        else:
+            slicer.util.pip_install(requirements)
 
     def offerOptionalDependencies(self, dependencies):
         """OpenVINO makes CPU segmentation faster; offered once per machine that segments on its CPU."""
@@ -350,10 +354,7 @@ class OsteoSegLogic(ScriptedLoadableModuleLogic):
         settings.setValue("OsteoSeg/OpenVINOOffered", "yes")
         if slicer.util.confirmYesNoDisplay("Install OpenVINO (about 50 MB download) to segment faster on this "
                                            "computer's CPU? OsteoSeg works without it."):
-            if hasattr(slicer, "packaging"):
-                slicer.packaging.pip_ensure(optional, requester="OsteoSeg")
-            else:
-                slicer.util.pip_install(optional)
+            self.pipInstall(optional)
 
     def startSegmentation(self, ctNode, petNode, modelSetPath, device, threshold):
         """Start the worker in a PythonSlicer process (inputs checked and written first)."""

@@ -35,7 +35,7 @@ class Segmentation:
     threshold: float
     device: str
     seconds: float
-    backend: str = "torch"        # the engine that ran the networks, with its version where not torch
+    backend: str                  # the engine that ran the networks, with its version where not torch
 
 
 def check_model_set(models: list[ModelPackage]) -> PreprocessSettings:

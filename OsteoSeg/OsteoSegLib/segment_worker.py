@@ -74,7 +74,7 @@ def load_result(result_file: str | Path) -> Segmentation:
         "probability_files"][m.name]))) for m in models}
     masks = {name: (p >= summary["threshold"]).astype(np.uint8) for name, p in probabilities.items()}
     return Segmentation(probabilities, masks, models, summary["threshold"], summary["device"], summary["seconds"],
-                        summary.get("backend", "torch"))
+                        summary["backend"])
 
 
 def main(argv=None) -> int:
