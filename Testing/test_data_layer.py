@@ -18,6 +18,8 @@ from OsteoSegLib.cohort_validate import validate_cohort
 from OsteoSegLib.dicom import Series, choose_series
 from OsteoSegLib.errors import OsteoSegError
 from OsteoSegLib.metrics import dice
+from OsteoSegLib.phantom import generate_case, settings_for
+from OsteoSegLib.phantom.writer import case_seed
 from OsteoSegLib.registration import (
     _check_plausible,
     anatomy_mask,
@@ -131,6 +133,30 @@ def test_rigid_registration_recovers_the_phantom_misalignment(small_cohort):
     assert sum(before > 2.0 for before, _ in errors) >= 2, errors
 
 
+def test_rigid_registration_gives_the_same_answer_every_time(small_cohort):
+    """ITK's Mattes metric sums its histogram in thread order; the registration runs ITK on one thread
+    so the answer is reproducible, and gives the caller's thread setting back afterwards."""
+    case = small_cohort.cases[3]
+    ct, pet = (sitk.ReadImage(str(small_cohort.path(f))) for f in (case.ct, case.pet))
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    first = register_rigid(ct, pet).transform.GetParameters()
+    assert register_rigid(ct, pet).transform.GetParameters() == first
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == threads
+
+
+def test_refinements_do_not_wander_about_the_limb_axis(tmp_path):
+    """A phantom at the real STS grids (1 mm CT, 5.47 mm PET) whose near-cylindrical limb barely
+    constrains rotation about its axis: refinements with the first descent's fixed step wandered
+    23 degrees and the case was refused as implausible; steps bounded in mm keep them local."""
+    settings = settings_for("small", shape=(176, 176, 48), spacing=(1.0, 1.0, 3.27),
+                            pet_spacing_mm=(5.47, 5.47, 3.27), max_misalignment_mm=5.0, max_misalignment_deg=3.0)
+    case = generate_case("case_002", case_seed(81, 2), settings, tmp_path / "case_002")
+    ct, pet = (sitk.ReadImage(str(tmp_path / f)) for f in (case.ct, case.pet))
+    truth = sitk.ReadTransform(str(tmp_path / case.metadata["ct_to_pet_transform"]))
+    lesion = mask_centroid(sitk.ReadImage(str(tmp_path / case.truth)))
+    assert target_registration_error(register_rigid(ct, pet).transform, truth, lesion) < 1.0
+
+
 def test_metric_mask_takes_the_body_and_the_air_next_to_it():
     """The metric samples the body plus a band of air (so the skin outline steers the registration),
     not far air, and only where the PET has data."""
@@ -176,6 +202,10 @@ def test_implausible_registration_and_disjoint_volumes_are_refused():
     pet.SetOrigin((0.0, 0.0, 500.0))
     with pytest.raises(OsteoSegError, match=r"case P2: PET and CT do not overlap .* 49\d mm apart"):
         check_overlap(ct, pet, case="P2")
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    with pytest.raises(OsteoSegError, match="case P3: PET and CT do not overlap"):
+        register_rigid(ct, pet, case="P3")
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == threads   # given back on failure too
 
 
 def test_align_writes_pet_on_ct_transform_and_report(tiny_cohort, tmp_path):

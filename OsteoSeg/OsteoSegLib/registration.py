@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import partial, wraps
 
 import numpy as np
 import SimpleITK as sitk
@@ -28,6 +28,11 @@ PET_CEILING_SUV = 3.0
 # Rounds of re-placing the metric's region on the aligned PET's coverage, and the change (mm,
 # anywhere in the CT) below which the answer counts as settled.
 REMASK_ROUNDS, REMASK_TOLERANCE_MM = 4, 0.25
+# The refinements polish an answer already found, so each step moves no point of the CT more than
+# this (mm). With the first descent's fixed step they wandered up to 23 degrees about a limb's axis,
+# where a near-cylinder barely changes the metric (the step is normalised, so a tiny gradient still
+# takes a whole step), and a phantom case at the STS grids was refused as implausible on the way.
+REFINE_STEP_MM = 0.5
 AIR_MARGIN_MM = 20.0     # air around the body that the metric samples, so the skin outline counts
 INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
 
@@ -125,10 +130,28 @@ def _mattes(fixed, moving, transform, bins, sampling, seed, mask) -> float:
     return float(method.MetricEvaluate(fixed, moving))
 
 
+def one_itk_thread(function):
+    """Run `function` with ITK on one thread: Mattes MI adds up its histogram from several threads in
+    whatever order they finish, so with more than one the same registration ended up to 0.3 degrees
+    and 0.05 mm apart from run to run (the registration method's own thread setting does not reach
+    the metric)."""
+    @wraps(function)
+    def on_one_thread(*args, **kwargs):
+        threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    return on_one_thread
+
+
+@one_itk_thread
 def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, bins: int = 50,
                    sampling: float = 0.5, seed: int = SAMPLING_SEED, margin_mm: float = 0.0,
                    ct_window: tuple[float, float] = (-200.0, 300.0), blur_mm: float = 2.5,
-                   learning_rate: float = 2.0, shrink: tuple[int, ...] = (4, 2),
+                   learning_rate: float = 2.0, refine_step_mm: float = REFINE_STEP_MM,
+                   shrink: tuple[int, ...] = (4, 2),
                    pet_ceiling_suv: float | None = PET_CEILING_SUV,
                    air_margin_mm: float = AIR_MARGIN_MM) -> RigidResult:
     """Rigid PET-to-CT registration, CT fixed and PET moving: Mattes mutual information between the
@@ -138,7 +161,7 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
     voxels, and took 5x longer on the real STS crops), then half-resolution refinements with the
     metric's region re-placed on the aligned PET's coverage until the answer holds still. Defaults
     were chosen on phantom cases (seeds 11 and 21) and on the real STS patients
-    (`benchmarks/registration.py`)."""
+    (`benchmarks/registration.py`). The same inputs always give the same answer."""
     check_overlap(ct, pet, case=case)
     # CT seen as PET sees it: a soft-tissue window (fat / muscle / bone contrast) blurred to the
     # PET's resolution, so partial-volume differences do not pull the metric off.
@@ -159,11 +182,10 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
     anatomy = anatomy_mask(ct, air_margin_mm)
     given_coverage = pet_coverage(ct, pet, margin_mm)
     mask = metric_mask(anatomy, given_coverage, ct)
-    descend = partial(_gradient_descent, fixed, moving, bins=bins, sampling=sampling, seed=seed,
-                      learning_rate=learning_rate)
+    descend = partial(_gradient_descent, fixed, moving, bins=bins, sampling=sampling, seed=seed)
     try:
         initial = _coarse_translation_search(fixed, moving, mask, identity, bins, sampling, seed)
-        transform, iterations, stop = descend(mask, initial, shrink)
+        transform, iterations, stop = descend(mask, initial, shrink, learning_rate=learning_rate)
         # The metric must sample the CT that the *aligned* PET covers, not what the PET covered where
         # it started: otherwise the start decides which anatomy is compared at the crop's edges, and
         # a moved PET comes back to a different answer (up to 2.4 mm on real STS crops). So: place
@@ -171,7 +193,8 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
         for _ in range(REMASK_ROUNDS):
             _check_plausible(transform, case)
             coverage = pet_coverage(ct, pet, margin_mm, transform)
-            refined, more, stop = descend(metric_mask(anatomy, coverage, ct), transform, shrink[-1:])
+            refined, more, stop = descend(metric_mask(anatomy, coverage, ct), transform, shrink[-1:],
+                                          learning_rate=learning_rate, max_step_mm=refine_step_mm)
             iterations += more
             change = largest_displacement(refined, transform, ct)
             transform = refined
@@ -187,12 +210,15 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
     return RigidResult(transform, before, after, iterations, stop)
 
 
-def _gradient_descent(fixed, moving, mask, start, shrink, *, bins, sampling, seed,
-                      learning_rate) -> tuple[sitk.Euler3DTransform, int, str]:
-    """Regular-step gradient descent on Mattes MI from `start`, one level per shrink factor."""
+def _gradient_descent(fixed, moving, mask, start, shrink, *, bins, sampling, seed, learning_rate,
+                      max_step_mm: float | None = None) -> tuple[sitk.Euler3DTransform, int, str]:
+    """Regular-step gradient descent on Mattes MI from `start`, one level per shrink factor; with
+    `max_step_mm`, each step is sized anew so that no point moves further than that."""
     method = _mutual_information_method(mask, bins, sampling, seed)
-    method.SetOptimizerAsRegularStepGradientDescent(learningRate=learning_rate, minStep=1e-4,
-                                                    numberOfIterations=300, gradientMagnitudeTolerance=1e-8)
+    bounded = {} if max_step_mm is None else {"estimateLearningRate": method.EachIteration,
+                                              "maximumStepSizeInPhysicalUnits": max_step_mm}
+    method.SetOptimizerAsRegularStepGradientDescent(learningRate=learning_rate, minStep=1e-4, numberOfIterations=300,
+                                                    gradientMagnitudeTolerance=1e-8, **bounded)
     method.SetOptimizerScalesFromPhysicalShift()
     method.SetShrinkFactorsPerLevel(list(shrink))
     method.SetSmoothingSigmasPerLevel([float(f - 1) for f in shrink])
