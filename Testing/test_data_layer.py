@@ -21,6 +21,7 @@ from OsteoSegLib.metrics import dice
 from OsteoSegLib.phantom import generate_case, settings_for
 from OsteoSegLib.phantom.writer import case_seed
 from OsteoSegLib.registration import (
+    MAX_SAMPLES,
     _check_plausible,
     anatomy_mask,
     check_overlap,
@@ -29,6 +30,7 @@ from OsteoSegLib.registration import (
     metric_mask,
     pet_coverage,
     register_rigid,
+    sampling_per_level,
     target_registration_error,
 )
 from OsteoSegLib.splits import holdout_split, kfold_splits, lesion_slices
@@ -181,6 +183,25 @@ def test_pet_coverage_follows_the_transform_that_places_the_pet():
     shift = sitk.TranslationTransform(3, (-10.0, 0.0, 0.0))     # CT x maps to PET x - 10
     assert pet_coverage(ct, pet, transform=shift)[2, 5].nonzero()[0].tolist() == list(range(10, 40))
     assert pet_coverage(ct, pet, margin_mm=5.0)[2, 5].nonzero()[0].tolist() == list(range(5, 25))
+
+
+def test_pet_coverage_of_a_full_size_ct():
+    """A clinical 512 x 512 CT grid: the coverage must not be read from a freed temporary image (a view
+    of it gave all False or a segmentation fault here, so rigid registration failed on full-size CTs)."""
+    ct = sitk.Image([512, 512, 40], sitk.sitkInt16)             # 0 .. 511 mm in-plane, 1 mm voxels
+    pet = sitk.Image([100, 130, 12], sitk.sitkFloat32)
+    pet.SetSpacing((4.0, 4.0, 4.0))
+    pet.SetOrigin((-1.5, -1.5, -1.5))                           # covers x -3.5 .. 396.5 mm, all of y and z
+    coverage = pet_coverage(ct, pet)
+    assert coverage[:, :, :397].all() and not coverage[:, :, 397:].any()
+
+
+def test_metric_samples_at_most_max_samples_per_level():
+    mask = sitk.Image([400, 400, 25], sitk.sitkUInt8) + 1      # 4,000,000 voxels in the region
+    full, half, quarter = sampling_per_level(mask, (1, 2, 4), 0.5)
+    assert full * 4_000_000 == pytest.approx(MAX_SAMPLES)
+    assert half * 4_000_000 / 2**3 == pytest.approx(MAX_SAMPLES)
+    assert quarter == 0.5                                       # 31,250 samples: under the cap, as asked
 
 
 def test_largest_displacement_is_where_two_rigid_transforms_disagree_most():
