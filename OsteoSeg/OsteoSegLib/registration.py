@@ -241,18 +241,11 @@ def largest_displacement(first: sitk.Transform, second: sitk.Transform, image: s
     return max(target_registration_error(first, second, corner) for corner in image_corners(image))
 
 
-def _registration_method() -> sitk.ImageRegistrationMethod:
-    """A registration method on one thread, so that the metric's sums add up in the same order."""
-    method = sitk.ImageRegistrationMethod()
-    method.SetNumberOfThreads(1)
-    return method
-
-
 def _mutual_information_method(mask, bins: int, sampling: float, seed: int,
                                 shrink: tuple[int, ...]) -> sitk.ImageRegistrationMethod:
     """Mattes mutual information on the masked CT voxels, regularly sampled (`sampling` of them, at
     most MAX_SAMPLES per level of `shrink`), linear interpolation."""
-    method = _registration_method()
+    method = sitk.ImageRegistrationMethod()   # one thread: `register_rigid` runs under one_itk_thread
     method.SetMetricFixedMask(mask)
     method.SetMetricAsMattesMutualInformation(bins)
     method.SetMetricSamplingStrategy(method.REGULAR)
