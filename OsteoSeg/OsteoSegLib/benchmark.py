@@ -28,7 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .backends import choose_backend, describe_backend
+from .backends import choose_backend, describe_backend, inference_networks
 from .devices import choose_device, describe, inference_dtype
 from .errors import OsteoSegError
 from .inference import StageTimer, predict_probabilities, prepare_network, resize_slices
@@ -40,6 +40,7 @@ from .registration import resample_onto
 from .segment import BATCH_BY_DEVICE, body_region, check_model_set, segment_images
 
 BENCH_SHAPE, BENCH_SPACING = (512, 512, 200), (0.8, 0.8, 2.0)
+CASE_INPUTS = ("ct", "pet")        # the benchmark case's channels, in the order the networks' indices refer to
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 4096, repeats: int = 5) -> float:
@@ -209,6 +210,13 @@ def openvino_conversion_seconds(models) -> float:
     return seconds
 
 
+def torch_probabilities(models, channels, size, device, batch_size, dtype, slices, box) -> list[np.ndarray]:
+    """Torch's own inference path on the case's channels: the reference the other paths are compared with."""
+    networks = inference_networks(models, CASE_INPUTS, device, "torch", dtype)
+    return predict_probabilities(networks, channels, size=size, device=device, batch_size=batch_size, dtype=dtype,
+                                 slices=slices, box=box)
+
+
 def timed(function, *args):
     started = time.perf_counter()
     value = function(*args)
@@ -251,7 +259,7 @@ def run_benchmark(cache: Path, *, device_name: str = "auto", width: int = 64, ru
     ct_array = sitk.GetArrayFromImage(ct)
     # A copy, not a view: a view into a temporary image would point at freed memory.
     pet_on_ct = sitk.GetArrayFromImage(resample_onto(pet, ct))
-    channels = input_channels(ct_array, pet_on_ct, ("ct", "pet"), check_model_set(models))
+    channels = input_channels(ct_array, pet_on_ct, CASE_INPUTS, check_model_set(models))
     slices, box = body_region(ct_array, size, body_only)
     slices_run = ct_array.shape[0] if slices is None else len(slices)
     box_shape = (box[1] - box[0], box[3] - box[2]) if box else (size, size)
@@ -277,16 +285,13 @@ def run_benchmark(cache: Path, *, device_name: str = "auto", width: int = 64, ru
     }
     if compare:
         log("running the same weights in fp32 (agreement of the default precision) ...")
-        fp32_seconds, fp32 = timed(lambda: predict_probabilities(
-            [(prepare_network(m.network, device), [0, 1]) for m in models], channels, size=size, device=device,
-            batch_size=batch_size, dtype=None, slices=slices, box=box))
+        fp32_seconds, fp32 = timed(torch_probabilities, models, channels, size, device, batch_size, None, slices, box)
         ours = [result.probabilities[m.name] for m in models]
         figures["fp32_agreement"] = {**agreement(fp32, ours), "network_fp32_s": fp32_seconds}
         if backend != "torch":
             log("running torch's own path at the same precision (the other backend) ...")
-            torch_seconds, torch_path = timed(lambda: predict_probabilities(
-                [(prepare_network(m.network, device), [0, 1]) for m in models], channels, size=size, device=device,
-                batch_size=batch_size, dtype=dtype, slices=slices, box=box))
+            torch_seconds, torch_path = timed(torch_probabilities, models, channels, size, device, batch_size, dtype,
+                                              slices, box)
             figures["torch_backend"] = {"seconds": torch_seconds, "speedup_of_default": torch_seconds / network_seconds,
                                         **agreement(torch_path, ours)}
         log("running the straightforward baseline (fp32, one slice at a time) ...")

@@ -188,10 +188,11 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
     anatomy = anatomy_mask(ct, air_margin_mm)
     given_coverage = pet_coverage(ct, pet, margin_mm)
     mask = metric_mask(anatomy, given_coverage, ct)
-    descend = partial(_gradient_descent, fixed, moving, bins=bins, sampling=sampling, seed=seed)
+    descend = partial(_gradient_descent, fixed, moving, bins=bins, sampling=sampling, seed=seed,
+                      learning_rate=learning_rate)
     try:
         initial = _coarse_translation_search(fixed, moving, mask, identity, bins, sampling, seed)
-        transform, iterations, stop = descend(mask, initial, shrink, learning_rate=learning_rate)
+        transform, iterations, stop = descend(mask, initial, shrink)
         # The metric must sample the CT that the *aligned* PET covers, not what the PET covered where
         # it started: otherwise the start decides which anatomy is compared at the crop's edges, and
         # a moved PET comes back to a different answer (up to 2.4 mm on real STS crops). So: place
@@ -200,7 +201,7 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
             _check_plausible(transform, case)
             coverage = pet_coverage(ct, pet, margin_mm, transform)
             refined, more, stop = descend(metric_mask(anatomy, coverage, ct), transform, shrink[-1:],
-                                          learning_rate=learning_rate, max_step_mm=refine_step_mm)
+                                          max_step_mm=refine_step_mm)
             iterations += more
             change = largest_displacement(refined, transform, ct)
             transform = refined
@@ -219,7 +220,8 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
 def _gradient_descent(fixed, moving, mask, start, shrink, *, bins, sampling, seed, learning_rate,
                       max_step_mm: float | None = None) -> tuple[sitk.Euler3DTransform, int, str]:
     """Regular-step gradient descent on Mattes MI from `start`, one level per shrink factor; with
-    `max_step_mm`, each step is sized anew so that no point moves further than that."""
+    `max_step_mm`, each step is sized anew so that no point moves further than that (and
+    `learning_rate` is not used)."""
     method = _mutual_information_method(mask, bins, sampling, seed, shrink)
     bounded = {} if max_step_mm is None else {"estimateLearningRate": method.EachIteration,
                                               "maximumStepSizeInPhysicalUnits": max_step_mm}
