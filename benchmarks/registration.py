@@ -119,27 +119,32 @@ def phantom_jobs(folder: Path, seeds_and_counts, settings, cropped: bool) -> lis
     return jobs
 
 
-def skin_outline_distance(ct: sitk.Image, pet: sitk.Image, transform, fraction: float) -> float:
-    """Mean distance (mm, both ways, slice by slice) between the CT's skin and the PET's body outline
-    (PET above `fraction` of its median 3-12 mm under the skin), inside both PET placements' fields
-    of view and away from the crop's sides: a yardstick the registration does not optimise."""
-    hounsfield = sitk.GetArrayFromImage(ct)
+def skin_outline_distances(ct: sitk.Image, pet: sitk.Image, placements, fractions) -> dict[float, list[float]]:
+    """Per outline fraction, the mean distance (mm, both ways, slice by slice) between the CT's skin and
+    the PET's body outline (PET above that fraction of its median 3-12 mm under the skin) for each PET
+    placement, all measured on the same region: inside every placement's field of view and away from
+    the crop's sides. A yardstick the registration does not optimise."""
     in_plane = ct.GetSpacing()[1::-1]
-    body = np.stack([ndimage.binary_fill_holes(s) for s in hounsfield > -300])
-    valid = pet_coverage(ct, pet, 10.0) & pet_coverage(ct, pet, 10.0, transform)
+    body = np.stack([ndimage.binary_fill_holes(s) for s in sitk.GetArrayFromImage(ct) > -300])
+    valid = np.logical_and.reduce([pet_coverage(ct, pet, 10.0, placement) for placement in placements])
     valid[[0, -1]] = False
     valid[:, :6], valid[:, -6:], valid[:, :, :6], valid[:, :, -6:] = False, False, False, False
-    suv = sitk.GetArrayFromImage(resample_onto(pet, ct, transform=transform))
-    depth = np.stack([ndimage.distance_transform_edt(s, sampling=in_plane) for s in body])
-    level = fraction * np.median(suv[body & (depth > 3) & (depth < 12) & valid])
-    outline = np.stack([ndimage.binary_fill_holes(s) for s in suv > level])
+    under_skin = np.stack([ndimage.distance_transform_edt(s, sampling=in_plane) for s in body])
+    under_skin = body & (under_skin > 3) & (under_skin < 12) & valid
 
     def edge_and_distance(mask):
         edge = np.stack([s & ~ndimage.binary_erosion(s) for s in mask])
         return edge, np.stack([ndimage.distance_transform_edt(~s, sampling=in_plane) for s in edge])
 
-    (skin, to_skin), (pet_edge, to_pet_edge) = edge_and_distance(body), edge_and_distance(outline)
-    return float((to_pet_edge[skin & valid].mean() + to_skin[pet_edge & valid].mean()) / 2)
+    skin, to_skin = edge_and_distance(body)
+    distances = {fraction: [] for fraction in fractions}
+    for placement in placements:
+        suv = sitk.GetArrayFromImage(resample_onto(pet, ct, transform=placement))
+        for fraction in fractions:
+            outline = np.stack([ndimage.binary_fill_holes(s) for s in suv > fraction * np.median(suv[under_skin])])
+            pet_edge, to_pet_edge = edge_and_distance(outline)
+            distances[fraction].append(float((to_pet_edge[skin & valid].mean() + to_skin[pet_edge & valid].mean()) / 2))
+    return distances
 
 
 def sts_case(folder: Path) -> dict:
@@ -164,8 +169,7 @@ def sts_case(folder: Path) -> dict:
         expected = moved.TransformPoint(unperturbed.TransformPoint(point))
         recovery.append(float(np.linalg.norm(np.subtract(found.TransformPoint(point), expected))))
         against_scanner.append(target_registration_error(found, moved, point))
-    outline = {fraction: [skin_outline_distance(ct, pet, placement, fraction) for placement in (None, unperturbed)]
-               for fraction in OUTLINE_FRACTIONS}
+    outline = skin_outline_distances(ct, pet, (None, unperturbed), OUTLINE_FRACTIONS)
     return {"case": folder.name, "refused": False, "seconds": seconds,
             "from_scanner": target_registration_error(unperturbed, sitk.Euler3DTransform(), point),
             "recovery": recovery, "against_scanner": against_scanner, "outline": outline}
