@@ -3,10 +3,14 @@
 A thin adapter: widgets, the parameter node and buttons. Every computation lives in OsteoSegLib
 (plain Python, tested headless against Slicer's own MRML libraries); heavy packages (torch,
 SimpleITK filters) are imported only when a button needs them, so the module loads instantly.
+Supported: 3D Slicer 5.10 and later. This file stays valid Python 3.9, so that an older Slicer shows
+one message instead of tracebacks. Every Slicer, Qt and CTK name used here is listed, with the Slicer
+source that defines it, in docs/slicer-compatibility.md.
 """
 
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +25,10 @@ from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
 
 ALIGN_METHODS = ["resample (combined PET/CT)", "rigid (SimpleITK)", "rigid (BRAINSFit)"]
-SAMPLE_CATEGORY = "OsteoSeg"
+BRAINSFIT_METHOD = 2
+PYTHON_SUPPORTED = sys.version_info >= (3, 10)
+UNSUPPORTED_MESSAGE = (f"OsteoSeg needs 3D Slicer 5.10 or later (Python 3.10 or later); this Slicer runs Python "
+                       f"{sys.version_info[0]}.{sys.version_info[1]}. Please install a newer Slicer.")
 
 
 class OsteoSeg(ScriptedLoadableModule):
@@ -38,21 +45,29 @@ class OsteoSeg(ScriptedLoadableModule):
             "philosophies: A (high sensitivity, screening) and B (high specificity, surgical planning). "
             "Select a CT and a PET, align the PET to the CT, preview the CT in the bone window with the PET "
             "fused on top, click Segment, and edit the result in Segment Editor.")
+        if not PYTHON_SUPPORTED:
+            self.parent.helpText = UNSUPPORTED_MESSAGE
         self.parent.acknowledgementText = (
             "Method: Cross-Source Supervision for Bone Infection Segmentation in Dual-Modality PET-CT "
             "(arXiv 2605.16373, 2026).")
-        slicer.app.connect("startupCompleted()", registerSampleData)
+        if PYTHON_SUPPORTED:
+            slicer.app.connect("startupCompleted()", onStartupCompleted)
+
+
+def onStartupCompleted():
+    """Register the sample in the Sample Data module and load OsteoSeg's finding terminology."""
+    registerSampleData()
+    OsteoSegLogic().loadTerminology()
 
 
 def registerSampleData():
     """Offer the synthetic PET-CT case in the Sample Data module; it is generated locally, no network."""
     import SampleData
+    from OsteoSegLib.scene.sample import sample_data_source
 
+    thumbnail = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "OsteoSeg.png")
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category=SAMPLE_CATEGORY, sampleName="OsteoSeg PET-CT phantom", uris=["osteoseg://phantom"],
-        fileNames=["OsteoSegPhantom.nrrd"], nodeNames=["OsteoSeg phantom"], loadFiles=False,
-        thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons", "OsteoSeg.png"),
-        customDownloader=lambda *args, **kwargs: OsteoSegLogic().loadSample())
+        **sample_data_source(thumbnail, lambda source: OsteoSegLogic().loadSample()))
 
 
 @parameterNodeWrapper
@@ -79,8 +94,10 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.ui = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._appliedOverlay = None
         self._job = None
         self._pet = None
         self._timer = qt.QTimer()
@@ -89,6 +106,12 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        if not PYTHON_SUPPORTED:
+            label = qt.QLabel(UNSUPPORTED_MESSAGE)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/OsteoSeg.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -100,29 +123,30 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSampleButton)
         self.ui.alignButton.connect("clicked(bool)", self.onAlignButton)
         self.ui.previewButton.connect("clicked(bool)", self.onPreviewButton)
-        self.ui.opacitySlider.connect("valueChanged(double)", self.onDisplayChanged)
-        self.ui.showPetCheckBox.connect("toggled(bool)", self.onDisplayChanged)
+        # The PET overlay follows the parameter node (see onParameterNodeModified), not the widgets'
+        # signals: a widget slot connected before the parameter connector would read the old value.
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.editButton.connect("clicked(bool)", self.onEditButton)
         self.ui.cancelButton.visible = False
         self.ui.progressBar.visible = False
         self.initializeParameterNode()
-        if not self.logic.brainsFitAvailable() and self.ui.alignMethodComboBox.count > 2:
-            self.ui.alignMethodComboBox.model().item(2).setEnabled(False)   # offered only where it exists
 
     def cleanup(self):
+        if self.ui is None:
+            return
         self.onCancelButton()
         self.removeObservers()
 
     def enter(self):
-        self.initializeParameterNode()
+        if self.ui is not None:
+            self.initializeParameterNode()
 
     def exit(self):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event):
         self.onCancelButton()
@@ -138,14 +162,31 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            # connectGui re-creates the method combo box's items: offer BRAINSFit only where it exists.
+            if not self.logic.brainsFitAvailable() and self.ui.alignMethodComboBox.count > BRAINSFIT_METHOD:
+                self.ui.alignMethodComboBox.model().item(BRAINSFIT_METHOD).setEnabled(False)
+            # Entering the module must not change the views: the overlay counts as applied as it is.
+            self._appliedOverlay = self._overlayOpacity()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
             self._updateButtons()
 
-    def _updateButtons(self, caller=None, event=None):
+    def _overlayOpacity(self):
+        p = self._parameterNode
+        return p.petOpacity if p.showPet else 0.0
+
+    def onParameterNodeModified(self, caller=None, event=None):
+        """A parameter changed (the widgets write it first): apply a changed overlay, update the buttons."""
+        opacity = self._overlayOpacity()
+        if opacity != self._appliedOverlay:
+            self._appliedOverlay = opacity
+            self.logic.setPetOpacity(opacity)
+        self._updateButtons()
+
+    def _updateButtons(self):
         """Enable each button only when it can run, and say in its tooltip why not."""
         p = self._parameterNode
         running = self._job is not None
@@ -174,27 +215,29 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onAlignButton(self):
         with slicer.util.tryWithErrorDisplay("Could not align the PET to the CT.", waitCursor=True):
             p = self._parameterNode
-            aligned = self.logic.align(p.ctVolume, p.petVolume, ALIGN_METHODS.index(p.alignMethod))
+            method = ALIGN_METHODS.index(p.alignMethod)
+            if method == BRAINSFIT_METHOD and not self.logic.brainsFitAvailable():
+                raise ValueError("BRAINSFit is not part of this Slicer; choose another method.")
+            self.logic.ensureDependencies("align", required=False)   # the figure; Align works without it
+            aligned = self.logic.align(p.ctVolume, p.petVolume, method)
             p.alignedPetVolume = aligned.pet_on_ct
             if aligned.figure:
                 self.ui.alignFigureLabel.setPixmap(qt.QPixmap(str(aligned.figure)).scaledToWidth(360))
-            self.ui.statusLabel.text = f"Aligned: {aligned.pet_on_ct.GetName()} (originals unchanged)."
+            self.ui.statusLabel.text = (f"Aligned: {aligned.pet_on_ct.GetName()} (originals unchanged)."
+                                        + (f" Note: {aligned.note}." if aligned.note else ""))
             self.onPreviewButton()
 
     def onPreviewButton(self):
         with slicer.util.tryWithErrorDisplay("Could not show the preview.", waitCursor=True):
             p = self._parameterNode
             pet = p.alignedPetVolume or p.petVolume
-            shown = self.logic.preview(p.ctVolume, pet, p.petOpacity if p.showPet else 0.0)
+            shown = self.logic.preview(p.ctVolume, pet, self._overlayOpacity())
+            self._appliedOverlay = self._overlayOpacity()
             self.ui.statusLabel.text = f"Showing CT (bone window) with {shown.GetName()}."
-
-    def onDisplayChanged(self, *unused):
-        if self._parameterNode:
-            self.logic.setPetOpacity(self._parameterNode.petOpacity if self._parameterNode.showPet else 0.0)
 
     def onSegmentButton(self):
         with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
-            if not self.logic.ensureDependencies():
+            if not self.logic.ensureDependencies("segment"):
                 return
             p = self._parameterNode
             # The aligned PET when Align was run (a rigid result is already on the CT grid).
@@ -267,16 +310,22 @@ class OsteoSegLogic(ScriptedLoadableModuleLogic):
         return OsteoSegParameterNode(super().getParameterNode())
 
     def mrmlContext(self):
-        from OsteoSegLib.mrml import MrmlContext
+        from OsteoSegLib.scene.mrml import MrmlContext
 
         return MrmlContext(scene=slicer.mrmlScene, volumes_logic=slicer.modules.volumes.logic(),
                            segmentations_logic=slicer.modules.segmentations.logic(),
                            application_logic=slicer.app.applicationLogic())
 
+    def loadTerminology(self):
+        """OsteoSeg's finding terminology into the Terminologies module (Slicer loads only its own)."""
+        from OsteoSegLib.scene.terminology import load_into
+
+        return load_into(slicer.modules.terminologies.logic())
+
     def loadSample(self):
         """Generate (once, into Slicer's cache folder) and load the sample PET-CT case."""
-        from OsteoSegLib.sample import ensure_sample_case
-        from OsteoSegLib.scene import load_case
+        from OsteoSegLib.scene.display import load_case
+        from OsteoSegLib.scene.sample import ensure_sample_case
 
         cohort, case = ensure_sample_case(slicer.app.cachePath)
         nodes = load_case(self.mrmlContext(), cohort, case, with_labels=False)
@@ -289,27 +338,18 @@ class OsteoSegLogic(ScriptedLoadableModuleLogic):
 
     def align(self, ctNode, petNode, methodIndex):
         """0: resample, 1: rigid with SimpleITK, 2: rigid with BRAINSFit (when present)."""
-        if methodIndex == 2:
-            return self.alignWithBrainsFit(ctNode, petNode)
-        from OsteoSegLib.align_scene import align_in_scene
+        if methodIndex == BRAINSFIT_METHOD:
+            from OsteoSegLib.scene.brainsfit import align_with_brainsfit
+
+            return align_with_brainsfit(self.mrmlContext(), ctNode, petNode, lambda parameters: slicer.cli.runSync(
+                slicer.modules.brainsfit, None, parameters, update_display=False))
+        from OsteoSegLib.scene.align_in_scene import align_in_scene
 
         return align_in_scene(self.mrmlContext(), ctNode, petNode, ("resample", "rigid")[methodIndex],
                               figure_folder=tempfile.mkdtemp(prefix="OsteoSegAlign"))
 
-    def alignWithBrainsFit(self, ctNode, petNode):
-        """Rigid registration by Slicer's BRAINSFit CLI (Mattes MI, geometry-centred start)."""
-        from OsteoSegLib.align_scene import AlignedNodes
-
-        transform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", f"{petNode.GetName()} BRAINSFit")
-        output = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{petNode.GetName()} on CT (BRAINSFit)")
-        parameters = {"fixedVolume": ctNode.GetID(), "movingVolume": petNode.GetID(), "useRigid": True,
-                      "initializeTransformMode": "useGeometryAlign", "costMetric": "MMI",
-                      "samplingPercentage": 0.05, "linearTransform": transform.GetID(), "outputVolume": output.GetID()}
-        slicer.cli.runSync(slicer.modules.brainsfit, None, parameters)
-        return AlignedNodes(output, transform, None, None, None)
-
     def preview(self, ctNode, petNode, opacity=0.5):
-        from OsteoSegLib.scene import preview
+        from OsteoSegLib.scene.display import preview
 
         return preview(self.mrmlContext(), ctNode, petNode, opacity)
 
@@ -317,35 +357,57 @@ class OsteoSegLogic(ScriptedLoadableModuleLogic):
         for view in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
             view.SetForegroundOpacity(opacity)
 
-    def ensureDependencies(self):
-        """Offer to install what is missing (never Slicer's own numpy, SimpleITK or vtk)."""
+    def ensureDependencies(self, task, required=True):
+        """Offer to install what `task` ("segment", "align") needs; never replaces an installed package.
+        False when something required is still missing."""
         from OsteoSegLib import dependencies
 
-        if dependencies.torch_missing():
+        if task == "segment" and dependencies.torch_missing():
             if not slicer.util.confirmOkCancelDisplay("OsteoSeg needs PyTorch. Install it now (PyTorch extension)?"):
                 return False
-            import PyTorchUtils
-
-            PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
-                                                          torchVersionRequirement=dependencies.TORCH_REQUIREMENT)
-        missing = dependencies.missing_requirements()
-        if missing:
-            if not slicer.util.confirmOkCancelDisplay(f"OsteoSeg needs {', '.join(missing)}. Install now?"):
+            try:
+                import PyTorchUtils
+            except ModuleNotFoundError:
+                raise ValueError("Install the PyTorch extension (Extensions Manager), restart Slicer, "
+                                 "and press Segment again.") from None
+            if PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                    askConfirmation=False, torchVersionRequirement=dependencies.TORCH_REQUIREMENT) is None:
                 return False
+        missing = dependencies.missing_requirements(task)
+        if missing:
+            purpose = "to segment" if required else "for the before/after figure"
+            if not slicer.util.confirmOkCancelDisplay(f"OsteoSeg needs {', '.join(missing)} {purpose}. Install now?"):
+                return not required
             self.pipInstall(missing)
-        self.offerOptionalDependencies(dependencies)
+        if task == "segment":
+            self.offerOptionalDependencies(dependencies)
         return True
 
     @staticmethod
     def pipInstall(requirements):
-        if hasattr(slicer, "packaging"):   # Slicer >= 5.12: progress dialog and restart detection
-            slicer.packaging.pip_ensure(requirements, requester="OsteoSeg")
-        else:
-            slicer.util.pip_install(requirements)
+        """pip with every installed distribution pinned (a constraints file): adds what is missing,
+        fails rather than replacing a package Slicer ships."""
+        from OsteoSegLib import dependencies
+
+        with tempfile.NamedTemporaryFile("w", suffix="-constraints.txt", delete=False) as constraints:
+            constraints.write(dependencies.keep_installed_constraints(dependencies.installed_distributions()))
+        try:
+            try:
+                import slicer.packaging  # Slicer 5.12 and later: progress dialog and restart detection
+            except ImportError:
+                slicer.util.pip_install(["-c", constraints.name, *requirements])
+            else:
+                slicer.packaging.pip_ensure(requirements, constraints=constraints.name, prompt_install=False,
+                                            requester="OsteoSeg", skip_in_testing=False)
+        except Exception as error:   # pip's CalledProcessError, or slicer.packaging's RuntimeError
+            raise ValueError(f"Could not install {', '.join(requirements)} without replacing a package that "
+                             f"Slicer already has ({error}). See the Python console for pip's output.") from None
+        finally:
+            os.unlink(constraints.name)
 
     def offerOptionalDependencies(self, dependencies):
         """OpenVINO makes CPU segmentation faster; offered once per machine that segments on its CPU."""
-        from OsteoSegLib.devices import choose_device
+        from OsteoSegLib.model.devices import choose_device
 
         settings = qt.QSettings()
         optional = dependencies.optional_requirements(gpu_available=choose_device("auto").type != "cpu")
@@ -358,16 +420,18 @@ class OsteoSegLogic(ScriptedLoadableModuleLogic):
 
     def startSegmentation(self, ctNode, petNode, modelSetPath, device, threshold):
         """Start the worker in a PythonSlicer process (inputs checked and written first)."""
-        from OsteoSegLib.segment_scene import start_segmentation_job
+        from OsteoSegLib.scene.segment_in_scene import start_segmentation_job
+        from OsteoSegLib.scene.worker_process import find_python_slicer
 
-        python = os.path.join(slicer.app.slicerHome, "bin", "PythonSlicer")
+        python = find_python_slicer(slicer.app.slicerHome)
         return start_segmentation_job(python, ctNode, petNode, modelSetPath, device=device, threshold=threshold)
 
     def finishSegmentation(self, ctNode, petNode, resultFile, probabilityMaps):
-        from OsteoSegLib.mrml import image_from_volume_node
-        from OsteoSegLib.segment_scene import add_segmentation_nodes, pet_on_ct
-        from OsteoSegLib.segment_worker import load_result
+        from OsteoSegLib.scene.mrml import image_from_volume_node
+        from OsteoSegLib.scene.segment_in_scene import add_segmentation_nodes, pet_on_ct
+        from OsteoSegLib.scene.worker import load_result
 
+        self.loadTerminology()   # the segments' terminology tags point into it
         result = load_result(resultFile)
         petSuv = pet_on_ct(image_from_volume_node(ctNode), image_from_volume_node(petNode))
         return add_segmentation_nodes(self.mrmlContext(), ctNode, result, petSuv, probabilities=probabilityMaps)
@@ -380,7 +444,8 @@ class OsteoSegLogic(ScriptedLoadableModuleLogic):
 
 
 class OsteoSegTest(ScriptedLoadableModuleTest):
-    """Self-test inside a running Slicer: load sample -> align -> segment -> Segment Editor hand-off."""
+    """Self-test inside a running Slicer: dependencies -> load sample -> align -> segment on the CPU ->
+    Segment Editor hand-off."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -390,8 +455,12 @@ class OsteoSegTest(ScriptedLoadableModuleTest):
         self.test_LoadAlignSegmentEdit()
 
     def test_LoadAlignSegmentEdit(self):
-        self.delayDisplay("Loading the sample PET-CT")
         logic = OsteoSegLogic()
+        self.delayDisplay("Checking OsteoSeg's dependencies")
+        self.assertTrue(logic.ensureDependencies("segment"), "OsteoSeg's dependencies are not installed")
+        logic.ensureDependencies("align", required=False)
+
+        self.delayDisplay("Loading the sample PET-CT")
         ctNode, petNode = logic.loadSample()
         self.assertEqual(ctNode.GetImageData().GetDimensions(), (96, 96, 40))
         aligned = logic.align(ctNode, petNode, 0)
@@ -400,10 +469,10 @@ class OsteoSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(ctNode.GetDisplayNode().GetWindow(), 1500)
 
         self.delayDisplay("Training a tiny model set on phantom cases (about a minute)")
-        from OsteoSegLib.testing_models import tiny_model_set
+        from OsteoSegLib.training.tiny_model_set import tiny_model_set
 
         modelSet = tiny_model_set(Path(tempfile.mkdtemp(prefix="OsteoSegTest")))
-        job = logic.startSegmentation(ctNode, petNode, modelSet, "auto", 0.5)
+        job = logic.startSegmentation(ctNode, petNode, modelSet, "cpu", 0.5)
         events = job.wait(timeout=600)
         done = [e for e in events if e["event"] == "done"]
         self.assertTrue(done, f"worker failed: {events[-3:]} {job.errors[-5:]}")

@@ -40,11 +40,27 @@ def _commandLineArguments(argv):
     return arguments[1:] if arguments[:1] == ["--"] else arguments
 
 
+def libraryFolder(moduleFolder):
+    """Where OsteoSegLib is: beside this file in a packaged extension (Slicer installs every scripted
+    module of an extension into one folder), in the sibling OsteoSeg folder in a source tree."""
+    for folder in (moduleFolder, os.path.join(os.path.dirname(moduleFolder), "OsteoSeg")):
+        if os.path.isdir(os.path.join(folder, "OsteoSegLib")):
+            return folder
+    return None
+
+
 def runCommandLine(argv):
-    """Run an `osteoseg` command; OsteoSegLib lives in the sibling OsteoSeg module folder."""
-    libraryFolder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "OsteoSeg")
-    if libraryFolder not in sys.path:
-        sys.path.insert(0, libraryFolder)
+    """Run an `osteoseg` command; returns its exit status."""
+    if sys.version_info < (3, 10):
+        print(f"OsteoSeg needs 3D Slicer 5.10 or later (Python 3.10 or later); this is Python "
+              f"{sys.version_info[0]}.{sys.version_info[1]}", file=sys.stderr)
+        return 2
+    folder = libraryFolder(os.path.dirname(os.path.abspath(__file__)))
+    if folder is None:
+        print("OsteoSegLib was not found beside OsteoSegTrain.py nor in ../OsteoSeg", file=sys.stderr)
+        return 2
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     from OsteoSegLib.cli import main
 
     return main(_commandLineArguments(argv))

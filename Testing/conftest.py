@@ -29,9 +29,19 @@ def private_cache(tmp_path_factory):
 @pytest.fixture
 def context():
     """A fresh headless MRML scene with Slicer's logics registered."""
-    from OsteoSegLib.mrml import create_headless_context
+    from OsteoSegLib.scene.mrml import create_headless_context
 
     return create_headless_context()
+
+
+@pytest.fixture
+def model_set(tmp_path):
+    """A set of two narrow, untrained models (Model A and Model B, CT + PET, 48 x 48) with verified cards."""
+    from helpers import write_package
+
+    for source in "AB":
+        write_package(tmp_path / "set", source)
+    return tmp_path / "set"
 
 
 @pytest.fixture(scope="session")

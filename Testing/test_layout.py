@@ -7,6 +7,8 @@ import ast
 import py_compile
 import re
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -14,6 +16,63 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ("OsteoSeg", "OsteoSegTrain")
+LIBRARY = ROOT / "OsteoSeg" / "OsteoSegLib"
+# The stages from the bottom up: a module may import its own package and any package of a lower rank.
+# Top-level modules (errors, atomic, progress, imaging, metrics, dependencies) are the ground floor.
+STAGE_RANKS = {"": 0, "data": 1, "alignment": 2, "phantom": 2, "model": 3, "inference": 4, "training": 5,
+               "evaluation": 6, "scene": 6, "labels": 6, "bench": 7, "cli": 8}
+
+
+def package_of(module: str, library: Path) -> str:
+    """The stage package of a dotted module inside OsteoSegLib ('' for the ground floor)."""
+    first = module.split(".")[0]
+    return first if (library / first).is_dir() else ""
+
+
+def imported_modules(path: Path, library: Path):
+    """Every OsteoSegLib module a file imports (relative or absolute, at any depth in the file), as
+    dotted names inside the library."""
+    own = path.relative_to(library).with_suffix("").parts
+    package = list(own[:-1])
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = base + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.split(".")[0] == "OsteoSegLib":
+                module = node.module.split(".")[1:]
+            else:
+                continue
+            if module:
+                yield ".".join(module)
+            else:   # from OsteoSegLib import x / from .. import x: x is a module or a name of the package
+                for alias in node.names:
+                    candidate = library / alias.name
+                    yield alias.name if candidate.is_dir() or candidate.with_suffix(".py").is_file() else ""
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "OsteoSegLib":
+                    yield ".".join(alias.name.split(".")[1:])
+
+
+def upward_imports(library: Path) -> list[str]:
+    """'file imports module (stage may not import stage)' for every import against STAGE_RANKS; a
+    package missing from STAGE_RANKS is itself reported."""
+    problems = []
+    for path in sorted(library.rglob("*.py")):
+        relative = path.relative_to(library)
+        own = relative.parts[0] if len(relative.parts) > 1 else ""
+        if own not in STAGE_RANKS:
+            problems.append(f"{relative} is in a package with no place in the stage order")
+            continue
+        for module in imported_modules(path, library):
+            other = package_of(module, library) if module else ""
+            if other == own:
+                continue
+            if STAGE_RANKS.get(other, 99) >= STAGE_RANKS[own]:
+                problems.append(f"{relative.as_posix()} imports {module or 'OsteoSegLib'} "
+                                f"({own or 'the ground floor'} may not import {other or 'the ground floor'})")
+    return problems
 
 
 def cmake_listed_files(module_folder: Path) -> set[str]:
@@ -96,15 +155,41 @@ def test_slicer_layer_stays_thin(module):
     assert not imported & {"numpy", "SimpleITK", "scipy", "torch", "monai"}
 
 
-def test_only_mrml_module_imports_slicer():
-    for path in (ROOT / "OsteoSeg" / "OsteoSegLib").rglob("*.py"):
+def test_only_the_scene_package_imports_slicer():
+    for path in LIBRARY.rglob("*.py"):
         tree = ast.parse(path.read_text())
         names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for alias in node.names}
         names |= {node.module.split(".")[0] for node in ast.walk(tree)
                   if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
-        if path.name != "mrml.py":
-            assert "slicer" not in names, f"{path} imports slicer; only mrml.py may"
+        if path.parent.name != "scene":
+            assert "slicer" not in names, f"{path} imports slicer; only scene/ may"
+
+
+def test_imports_flow_one_way_between_the_stages():
+    violations = upward_imports(LIBRARY)
+    assert not violations, "imports against the stage order:\n" + "\n".join(violations)
+
+
+def test_the_stage_check_catches_an_upward_import(tmp_path):
+    copy = tmp_path / "OsteoSegLib"
+    shutil.copytree(LIBRARY, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    # a lazy import inside a function counts as much as one at the top
+    (copy / "data" / "cohort.py").write_text((copy / "data" / "cohort.py").read_text()
+                                             + "\n\ndef helper():\n    from ..model.network import UNet2D\n")
+    (copy / "model" / "losses.py").write_text("from OsteoSegLib.scene import mrml\n"
+                                              + (copy / "model" / "losses.py").read_text())
+    assert sorted(upward_imports(copy)) == ["data/cohort.py imports model.network (data may not import model)",
+                                            "model/losses.py imports scene (model may not import scene)"]
+
+
+def test_the_command_line_starts_without_torch():
+    """`osteoseg --help` and the quick commands must not pay for loading torch."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import OsteoSegLib.cli; "
+            "print('torch' in sys.modules, 'slicer' in sys.modules)")
+    finished = subprocess.run([sys.executable, "-c", code, str(ROOT / "OsteoSeg")], capture_output=True, text=True,
+                              timeout=120)
+    assert finished.stdout.split() == ["False", "False"], finished.stderr
 
 
 def test_ui_matches_widget_code_and_parameters():

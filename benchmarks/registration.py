@@ -40,16 +40,16 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "OsteoSeg"))
 
-from OsteoSegLib.errors import OsteoSegError  # noqa: E402
-from OsteoSegLib.phantom import generate_cohort, settings_for  # noqa: E402
-from OsteoSegLib.registration import (  # noqa: E402
+from OsteoSegLib.alignment.registration import (
     mask_centroid,
     move_geometry,
     pet_coverage,
     register_rigid,
-    resample_onto,
     target_registration_error,
 )
+from OsteoSegLib.errors import OsteoSegError
+from OsteoSegLib.imaging import resample_onto
+from OsteoSegLib.phantom import generate_cohort, settings_for
 
 # The held-out phantom at the real STS grids (see the module docstring).
 STS_GRID = {"shape": (176, 176, 48), "spacing": (1.0, 1.0, 3.27), "pet_spacing_mm": (5.47, 5.47, 3.27),

@@ -22,11 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "OsteoSeg"))
 
-from OsteoSegLib.augment import AugmentationSettings, augment_batch  # noqa: E402
-from OsteoSegLib.devices import autocast_dtype, choose_device, describe  # noqa: E402
-from OsteoSegLib.errors import OsteoSegError  # noqa: E402
-from OsteoSegLib.losses import dice_bce_loss  # noqa: E402
-from OsteoSegLib.network import Architecture, build_network, count_parameters  # noqa: E402
+from OsteoSegLib.errors import OsteoSegError
+from OsteoSegLib.model.augment import AugmentationSettings, augment_batch
+from OsteoSegLib.model.devices import autocast_dtype, choose_device, describe
+from OsteoSegLib.model.losses import dice_bce_loss
+from OsteoSegLib.model.network import Architecture, build_network, count_parameters
 
 PAPER_SLICES, PAPER_EPOCHS = 3259, 20
 

@@ -1,30 +1,41 @@
-"""What OsteoSeg needs beyond Slicer's own Python, and which of it is missing. Slicer ships numpy,
-SimpleITK and vtk: those are never installed or replaced (Slicer's SimpleITK has its own IO
-classes). torch comes from the PyTorch extension, which picks the CUDA build for the driver."""
+"""What OsteoSeg needs beyond Slicer's own Python, per task, and how to install it without replacing
+anything already there.
+
+Slicer ships numpy, SimpleITK, vtk, scipy, requests and, depending on its version, pydicom and
+highdicom; replacing one of them can break Slicer's own modules (Slicer 5.10 ships pydicom 2.4.4,
+and highdicom >= 0.23 would pull pydicom 3 over it). So every install from the Slicer module pins
+each distribution already installed to its version (a pip constraints file): pip then installs what
+is missing or refuses, and never upgrades or downgrades what is there. torch comes from the PyTorch
+extension, which picks the CUDA build for the driver.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import re
 
-# import name -> pip requirement (versions as tested headless, in requirements.txt)
-PIP_REQUIREMENTS = {"safetensors": "safetensors>=0.4", "monai": "monai>=1.4", "pydicom": "pydicom>=3.0",
-                    "highdicom": "highdicom>=0.23", "tqdm": "tqdm>=4.60", "matplotlib": "matplotlib>=3.7",
-                    "scipy": "scipy>=1.11"}
+# import name -> pip requirement, per task run from the Slicer module (versions as tested headless)
+REQUIREMENTS = {
+    "segment": {"safetensors": "safetensors>=0.4"},
+    "align": {"matplotlib": "matplotlib>=3.7"},   # the before/after figure; Align works without it
+}
 TORCH_REQUIREMENT = ">=2.1"
-# Optional: the faster CPU backend (backends.py); worth its ~50 MB download only where no GPU (CUDA or
-# Apple MPS) runs the networks.
+# Optional: the faster CPU backend (inference/backends.py); worth its ~50 MB download only where no GPU
+# (CUDA or Apple MPS) runs the networks.
 OPENVINO_REQUIREMENT = "openvino>=2025.1"
-SLICER_OWNED = ("numpy", "SimpleITK", "vtk")
+SLICER_OWNED = ("numpy", "SimpleITK", "vtk", "scipy", "requests")
+MINIMUM_PYTHON = (3, 10)
 
 
 def is_installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def missing_requirements() -> list[str]:
-    """pip requirements for the modules that cannot be imported (torch is handled separately)."""
-    return [requirement for module, requirement in PIP_REQUIREMENTS.items() if not is_installed(module)]
+def missing_requirements(task: str) -> list[str]:
+    """pip requirements of a task ("segment", "align") whose modules cannot be imported (torch is
+    handled separately, by the PyTorch extension)."""
+    return [requirement for module, requirement in REQUIREMENTS[task].items() if not is_installed(module)]
 
 
 def optional_requirements(gpu_available: bool) -> list[str]:
@@ -41,3 +52,31 @@ def installed_version(distribution: str) -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def installed_distributions() -> dict[str, str]:
+    """Every installed distribution by normalised name, with its version."""
+    found = {}
+    for distribution in importlib.metadata.distributions():
+        name = distribution.metadata["Name"]
+        if name:
+            found[normalised(name)] = distribution.version
+    return found
+
+
+def normalised(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def keep_installed_constraints(installed: dict[str, str]) -> str:
+    """A pip constraints file pinning every installed distribution to its version, so that an
+    install adds what is missing and cannot replace anything (it fails instead)."""
+    return "".join(f"{name}=={version}\n" for name, version in sorted(installed.items()))
+
+
+def python_supported(version_info=None) -> bool:
+    """Whether this Python can run OsteoSegLib (3D Slicer 5.10 or later ships Python 3.12)."""
+    import sys
+
+    return tuple((version_info or sys.version_info)[:2]) >= MINIMUM_PYTHON

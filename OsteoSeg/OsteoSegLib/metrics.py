@@ -110,14 +110,6 @@ def lesion_detection(prediction: np.ndarray, truth: np.ndarray, spacing_zyx) -> 
             "false_negative_volume_ml": volume_ml(missed_voxels, spacing_zyx)}
 
 
-BODY_HU = -500.0   # denser than this is tissue, not air
-
-
-def body_mask(ct_hu: np.ndarray, threshold_hu: float = BODY_HU) -> np.ndarray:
-    """The region specificity is counted in (and inference works in): tissue, not air."""
-    return np.asarray(ct_hu) > threshold_hu
-
-
 def patient_metrics(prediction: np.ndarray, truth: np.ndarray, spacing_zyx, region: np.ndarray) -> dict:
     """Every per-patient figure of the evaluation, on one patient's 3D masks."""
     hd95, assd = surface_distances(prediction, truth, spacing_zyx)

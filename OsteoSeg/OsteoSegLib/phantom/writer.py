@@ -14,9 +14,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..atomic import atomic_path, current_umask
-from ..cohort import Case, Cohort, save_cohort
+from ..data.cohort import Case, Cohort, save_cohort
+from ..data.io import write_image
 from ..errors import OsteoSegError
-from ..io import write_image
 from ..metrics import cohens_kappa, dice, volume_ml
 from .anatomy import build_anatomy, origin_of
 from .annotators import annotate

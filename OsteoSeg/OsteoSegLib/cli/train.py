@@ -1,0 +1,87 @@
+"""`osteoseg train`: one model (label source x inputs x fold) into a model package folder."""
+
+from __future__ import annotations
+
+import os
+
+from ..model.devices import DEVICE_CHOICES, PRECISION_CHOICES
+from .command import add_command
+
+
+def training_settings_from(arguments):
+    """TrainingSettings from parsed options: the method's defaults unless an option was given."""
+    from dataclasses import replace
+
+    from ..model.augment import AugmentationSettings
+    from ..model.preprocess import PreprocessSettings
+    from ..model.slice_data import parse_inputs
+    from ..training.train import TrainingSettings, with_overrides
+
+    defaults = TrainingSettings()
+    preprocess = with_overrides(PreprocessSettings(), size=arguments.size,
+                                pet_normalisation=arguments.pet_normalisation)
+    augmentation = replace(AugmentationSettings(), enabled=not arguments.no_augmentation)
+    return with_overrides(defaults, label=getattr(arguments, "label", None),
+                          inputs=parse_inputs(arguments.inputs) if isinstance(arguments.inputs, str) else None,
+                          epochs=arguments.epochs, patience=arguments.patience, batch_size=arguments.batch_size,
+                          learning_rate=arguments.learning_rate, base_width=arguments.width, seed=arguments.seed,
+                          split_seed=arguments.split_seed, folds=getattr(arguments, "folds", None),
+                          fold=getattr(arguments, "fold", None),
+                          device=arguments.device, precision=arguments.precision,
+                          preprocess=preprocess, augmentation=augmentation)
+
+
+def run_train(arguments) -> int:
+    from ..data.cohort import load_cohort
+    from ..progress import TerminalProgress
+    from ..training.train import train_model
+
+    settings = training_settings_from(arguments)
+    cohort = load_cohort(arguments.cohort)
+    result = train_model(cohort, settings, arguments.out, resume=arguments.resume, force=arguments.force,
+                         progress=TerminalProgress())
+    if os.environ.get("RANK", "0") != "0":   # under torchrun, rank 0 speaks
+        return 0
+    validation = result.card["validation"]
+    print(f"model package: {result.folder}")
+    print(f"validation 3D Dice {validation['dice_mean']:.3f} +- {validation['dice_sd']:.3f} over "
+          f"{len(validation['dice_per_patient'])} patient(s); baselines: "
+          + ", ".join(f"{name} {values['dice_mean']:.3f}" for name, values in validation["baselines"].items()))
+    return 0
+
+
+def add_train_command(commands) -> None:
+    train = add_command(
+        commands, "train", summary="Train one model (a label source and inputs) on a cohort into a model package.",
+        details="Defaults are the method's (Adam 1e-4, cosine over 20 epochs, early stopping after 10, batch 8, "
+                "224 x 224, width 64). A stopped run continues with --resume. Under torchrun the epochs are "
+                "shared over the processes (DDP).",
+        examples=["osteoseg train my-cohort --label A --out models/A",
+                  "osteoseg train my-cohort --label B --inputs ct+pet --fold 2 --folds 5 --out cv/B-fold2",
+                  "torchrun --nproc-per-node 4 -m OsteoSegLib.cli train my-cohort --label A --out models/A"])
+    train.add_argument("cohort", help="cohort folder (with cohort.json)")
+    train.add_argument("--label", required=True, help="label source to learn, e.g. A or B")
+    train.add_argument("--inputs", default="ct+pet", help="ct, pet or ct+pet")
+    train.add_argument("--out", required=True, help="model package folder (empty, or a run to --resume)")
+    train.add_argument("--folds", type=int, help="cross-validation: number of folds (default: 7:1:2 hold-out)")
+    train.add_argument("--fold", type=int, help="cross-validation: which fold to train, 0..folds-1")
+    add_training_options(train)
+    train.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
+    train.add_argument("--force", action="store_true", help="clear --out and start over")
+    train.set_defaults(run=run_train)
+
+
+def add_training_options(parser) -> None:
+    """The options shared by `train` and `crossval` (each defaults to the method's value)."""
+    parser.add_argument("--epochs", type=int, help="most epochs (default 20)")
+    parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
+    parser.add_argument("--batch-size", type=int, help="slices per batch and process (default 8)")
+    parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-4)")
+    parser.add_argument("--width", type=int, help="features of the first level (default 64, the paper's)")
+    parser.add_argument("--size", type=int, help="slice size for the network (default 224)")
+    parser.add_argument("--pet-normalisation", choices=("minmax", "fixed"), help="default minmax (the method's)")
+    parser.add_argument("--seed", type=int, help="seed for weights, slice order and augmentation (default 0)")
+    parser.add_argument("--split-seed", type=int, help="seed of the patient-wise split (default 0)")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, help="default auto: cuda, then mps, then cpu")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, help="default auto: bf16 on CUDA, else fp32")
+    parser.add_argument("--no-augmentation", action="store_true", help="train without augmentation")

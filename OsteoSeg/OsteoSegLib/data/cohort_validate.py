@@ -1,0 +1,98 @@
+"""Check every case of a cohort and report all problems in one run, each naming case, file and problem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import OsteoSegError
+from ..imaging import check_overlap, same_grid
+from .cohort import Cohort
+from .io import read_image
+
+
+@dataclass(frozen=True)
+class Problem:
+    case: str
+    path: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return str(OsteoSegError(self.message, case=self.case, path=self.path))
+
+
+def ct_problem(ct: sitk.Image) -> str | None:
+    """Why a volume does not look like a CT in Hounsfield units, or None."""
+    values = sitk.GetArrayViewFromImage(ct)
+    low, high = float(values.min()), float(values.max())
+    if high - low < 200:
+        return (f"does not look like a CT in HU: values span only {low:.3g} to {high:.3g} "
+                "(a PET or a mask in the CT slot?)")
+    if low >= 0:
+        return (f"does not look like a CT in HU: no value below 0 (range {low:.0f} to {high:.0f}); "
+                "air is -1000 HU, so the rescale slope/intercept was probably not applied")
+    if low < -3000 or high > 40000:
+        return f"does not look like a CT in HU: values from {low:.0f} to {high:.0f}"
+    return None
+
+
+def label_problem(label: sitk.Image) -> str | None:
+    """Why a label is not a binary mask (0/1 or 0/255), or None."""
+    values = np.unique(sitk.GetArrayViewFromImage(label))
+    if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+        shown = ", ".join(f"{v:g}" for v in values[:6]) + (" ..." if len(values) > 6 else "")
+        return f"label values must be 0/1 (or 0/255), found {shown}"
+    return None
+
+
+def _read(path, case, problems):
+    try:
+        return read_image(path, case=case)
+    except OsteoSegError as error:
+        problems.append(Problem(case, error.path, error.problem))
+        return None
+
+
+def validate_case(cohort: Cohort, case, required_labels=()) -> list[Problem]:
+    """All problems of one case."""
+    problems: list[Problem] = []
+    ct_path, pet_path = cohort.path(case.ct), cohort.path(case.pet)
+    ct = _read(ct_path, case.case_id, problems)
+    pet = _read(pet_path, case.case_id, problems)
+    if ct is not None and (reason := ct_problem(ct)):
+        problems.append(Problem(case.case_id, str(ct_path), reason))
+    if pet is not None and float(sitk.GetArrayViewFromImage(pet).min()) < -0.5:
+        problems.append(Problem(case.case_id, str(pet_path), "PET has negative values below -0.5: not SUV"))
+    if ct is not None and pet is not None:
+        try:
+            check_overlap(ct, pet, case=case.case_id)
+        except OsteoSegError as error:
+            problems.append(Problem(case.case_id, str(pet_path), error.problem))
+    for source in required_labels:
+        if source not in case.labels:
+            problems.append(Problem(case.case_id, None, f"label source {source!r} is missing from this case"))
+    for source, relative in case.labels.items():
+        path = cohort.path(relative)
+        label = _read(path, case.case_id, problems)
+        if label is None:
+            continue
+        if reason := label_problem(label):
+            problems.append(Problem(case.case_id, str(path), reason))
+        if ct is not None and not same_grid(label, ct):
+            problems.append(Problem(case.case_id, str(path), f"label {source}'s grid differs from its CT "
+                                    f"(size {label.GetSize()} vs {ct.GetSize()}, origin or spacing differ)"))
+        if source in required_labels and not sitk.GetArrayViewFromImage(label).any():
+            problems.append(Problem(case.case_id, str(path), f"label {source} is empty but is required"))
+    return problems
+
+
+def validate_cohort(cohort: Cohort, required_labels=()) -> list[Problem]:
+    """All problems of all cases (an empty list means the cohort is usable)."""
+    if not cohort.cases:
+        return [Problem("-", str(cohort.root), "the cohort has no cases")]
+    problems = []
+    for case in cohort.cases:
+        problems.extend(validate_case(cohort, case, required_labels))
+    return problems

@@ -1,0 +1,131 @@
+"""Cross-validation and external evaluation with their report and commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+from conftest import TINY_SHAPE, TINY_SPACING
+from OsteoSegLib.cli import main
+from OsteoSegLib.data.cohort import load_cohort, save_cohort
+from OsteoSegLib.errors import OsteoSegError
+from OsteoSegLib.evaluation.cross_validation import cross_validate
+from OsteoSegLib.evaluation.report import write_report
+from OsteoSegLib.model.preprocess import PreprocessSettings
+from OsteoSegLib.phantom import generate_cohort, settings_for
+from OsteoSegLib.training.train import TrainingSettings
+
+TINY = TrainingSettings(base_width=4, epochs=2, batch_size=4, learning_rate=1e-3,
+                        preprocess=PreprocessSettings(size=48))
+
+
+@pytest.fixture(scope="module")
+def six_cases(tmp_path_factory):
+    settings = settings_for("small", shape=TINY_SHAPE, spacing=TINY_SPACING)
+    return generate_cohort(tmp_path_factory.mktemp("six") / "cohort", 6, 5, settings, workers=1)
+
+
+@pytest.fixture(scope="module")
+def crossval(six_cases, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv")
+    return out, cross_validate(six_cases, ("A", "B"), (("pet",), ("ct", "pet")), 2, TINY, out)
+
+
+def test_every_patient_is_tested_once_per_model_and_scored_against_every_source(crossval, six_cases):
+    _, result = crossval
+    cases = {case.case_id for case in six_cases.cases}
+    for label in "AB":
+        for inputs in ("pet", "ct+pet"):
+            for reference in ("A", "B", "truth"):
+                rows = [r for r in result.rows
+                        if (r["model_label"], r["inputs"], r["reference"]) == (label, inputs, reference)]
+                assert sorted(r["case"] for r in rows) == sorted(cases)
+    folds = {r["case"]: r["fold"] for r in result.rows}
+    assert set(folds.values()) == {0, 1}
+
+
+def test_report_has_both_tables_figures_and_every_patient(crossval, tmp_path):
+    out, result = crossval
+    folder = write_report(result, tmp_path / "report")
+    report = json.loads((folder / "report.json").read_text())
+    assert set(report["modality_table"]) == {"A", "B"} and set(report["modality_table"]["A"]) == {"pet", "ct+pet"}
+    assert set(report["cross_matrix"]["A"]) == {"A", "B", "truth"}
+    assert report["cross_matrix"]["A"]["B"]["n"] + report["cross_matrix"]["A"]["B"]["undefined"] == 6
+    assert len(report["patients"]) == len(result.rows) == 6 * 4 * 3
+    text = (folder / "report.md").read_text()
+    assert "## Modality comparison" in text and "## Cross-evaluation matrix" in text
+    for figure in ["figures/dice_boxplot.png", "figures/matrix_heatmap.png"] + [
+            o["file"] for o in report["figures"]["overlays"]]:
+        assert (folder / figure).stat().st_size > 5000, figure
+    assert len((folder / "patients.csv").read_text().splitlines()) == 1 + len(result.rows)
+    with pytest.raises(OsteoSegError, match="not empty"):
+        write_report(result, folder)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report")]   # no staging left behind
+
+
+def test_finished_models_are_reused_and_other_settings_refused(crossval, six_cases):
+    out, result = crossval
+    again = cross_validate(six_cases, ("A",), (("pet",),), 2, TINY, out)   # loads, trains nothing
+    first = [r for r in result.rows if (r["model_label"], r["inputs"]) == ("A", "pet")]
+    assert [r["dice"] for r in again.rows] == [r["dice"] for r in first]
+    with pytest.raises(OsteoSegError, match="other settings"):
+        cross_validate(six_cases, ("A",), (("pet",),), 2, replace(TINY, epochs=3), out)
+
+
+def test_a_patient_without_a_label_source_is_skipped_and_counted(six_cases, tmp_path):
+    copy = tmp_path / "cohort"
+    shutil.copytree(six_cases.root, copy)
+    cohort = load_cohort(copy)
+    del cohort.cases[0].labels["B"]
+    save_cohort(cohort)
+    result = cross_validate(load_cohort(copy), ("B",), (("pet",),), 2, replace(TINY, epochs=1), tmp_path / "cv")
+    assert {"case": cohort.cases[0].case_id, "reference": "B", "reason": "label source missing"} in result.skipped
+    assert not [r for r in result.rows if r["case"] == cohort.cases[0].case_id and r["reference"] == "B"]
+
+
+def test_crossval_refuses_what_it_cannot_do(six_cases, tmp_path):
+    with pytest.raises(OsteoSegError, match="appear in no case"):
+        cross_validate(six_cases, ("C",), (("pet",),), 2, TINY, tmp_path / "a")
+    with pytest.raises(OsteoSegError, match="needs at least 7 patients"):
+        cross_validate(six_cases, ("A",), (("pet",),), 5, TINY, tmp_path / "b")
+    empty = load_cohort(six_cases.root)
+    empty.cases = []
+    with pytest.raises(OsteoSegError, match="no cases"):
+        cross_validate(empty, ("A",), (("pet",),), 2, TINY, tmp_path / "c")
+
+
+def test_crossval_and_segment_commands(crossval, six_cases, tmp_path, capsys):
+    out, _ = crossval
+    model_set = tmp_path / "set"
+    for label in "AB":
+        shutil.copytree(out / "models" / "fold0" / f"{label}_ct+pet", model_set / label)
+    case = six_cases.cases[0]
+    arguments = ["segment", "--ct", str(six_cases.path(case.ct)), "--pet", str(six_cases.path(case.pet)),
+                 "--models", str(model_set), "--out", str(tmp_path / "seg"), "--device", "cpu"]
+    assert main(arguments) == 0
+    assert (tmp_path / "seg" / "ct.seg.nrrd").is_file()
+    assert "segmentation:" in capsys.readouterr().out
+    assert main(arguments) == 2 and "earlier result" in capsys.readouterr().err
+    assert main(["segment", "--ct", str(six_cases.path(case.ct)), "--models", str(model_set),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "no PET" in capsys.readouterr().err
+    assert main(["crossval", str(six_cases.root), "--labels", "Z", "--out", str(tmp_path / "cv")]) == 2
+    assert "appear in no case" in capsys.readouterr().err
+
+
+def test_evaluate_and_batch_segment_commands(crossval, six_cases, tmp_path, capsys):
+    out, _ = crossval
+    model_set = tmp_path / "set"
+    for label in "AB":
+        shutil.copytree(out / "models" / "fold0" / f"{label}_ct+pet", model_set / label)
+    assert main(["evaluate", str(six_cases.root), "--models", str(model_set), "--out", str(tmp_path / "ev")]) == 0
+    report = json.loads((tmp_path / "ev" / "report" / "report.json").read_text())
+    assert report["folds"] == 0 and report["patients_tested"] == 6
+    assert "Evaluation of a fixed model set" in (tmp_path / "ev" / "report" / "report.md").read_text()
+    assert main(["segment", "--cohort", str(six_cases.root), "--models", str(model_set),
+                 "--out", str(tmp_path / "batch")]) == 0
+    assert sorted(p.name for p in (tmp_path / "batch").glob("*.seg.nrrd")) == sorted(
+        f"{case.case_id}.seg.nrrd" for case in six_cases.cases)
+    capsys.readouterr()

@@ -1,0 +1,197 @@
+"""The headless Slicer bridge, tested against slicer-core's real MRML (no mocks)."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import vtk
+from OsteoSegLib.errors import OsteoSegError
+from OsteoSegLib.scene import mrml
+
+
+def oblique_image(shape=(30, 20, 10), spacing=(0.7, 1.1, 2.5), origin=(-12.5, 40.0, 7.25), pixel=np.int16):
+    """An image with an oblique, non-axis-aligned direction and anisotropic spacing."""
+    rng = np.random.default_rng(0)
+    image = sitk.GetImageFromArray(rng.integers(-1000, 2000, tuple(reversed(shape))).astype(pixel))
+    rotation = sitk.VersorTransform((0.3, -0.2, 0.9), 0.4).GetMatrix()
+    image.SetDirection(rotation)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    return image
+
+
+def ijk_to_ras(node) -> np.ndarray:
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def assert_same_image(a: sitk.Image, b: sitk.Image, tolerance=1e-6):
+    assert a.GetSize() == b.GetSize()
+    np.testing.assert_allclose(a.GetSpacing(), b.GetSpacing(), atol=tolerance)
+    np.testing.assert_allclose(a.GetOrigin(), b.GetOrigin(), atol=tolerance)
+    np.testing.assert_allclose(a.GetDirection(), b.GetDirection(), atol=tolerance)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))
+
+
+def test_headless_context_registers_logics(context):
+    assert context.scene.GetNodeByID("vtkMRMLPETProceduralColorNodePET-Heat") is not None
+    node = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    # Without the Segmentations logic's scene, AddEmptySegment returns '' (a measured pitfall).
+    assert node.GetSegmentation().AddEmptySegment("probe") != ""
+
+
+def test_image_volume_round_trip_is_exact_for_oblique_geometry(context):
+    image = oblique_image()
+    node = mrml.volume_node_from_image(context, image, "CT")
+    expected = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.block([
+        [np.array(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing()),
+         np.array(image.GetOrigin())[:, None]], [np.zeros((1, 3)), np.ones((1, 1))]])
+    np.testing.assert_allclose(ijk_to_ras(node), expected, atol=1e-9)
+    assert_same_image(mrml.image_from_volume_node(node), image, tolerance=1e-9)
+
+
+@pytest.mark.parametrize("extension", [".nii.gz", ".nrrd", ".mha"])
+def test_read_volume_node_equals_simpleitk(context, tmp_path, extension):
+    image = oblique_image()
+    path = tmp_path / f"ct{extension}"
+    sitk.WriteImage(image, str(path))
+    node = mrml.read_volume_node(context, path, "CT")
+    assert_same_image(mrml.image_from_volume_node(node), sitk.ReadImage(str(path)), tolerance=1e-5)
+
+
+def test_read_volume_node_errors_name_the_file_and_add_nothing(context, tmp_path):
+    with pytest.raises(OsteoSegError, match="missing.nii.gz: file not found"):
+        mrml.read_volume_node(context, tmp_path / "missing.nii.gz", case="P7")
+    corrupt = tmp_path / "corrupt.nrrd"
+    corrupt.write_bytes(b"NRRD0004\ntype: float\ndimension: 3\nsizes: 10 10 10\nencoding: raw\n\n\x00\x01")
+    before = context.scene.GetNumberOfNodes()
+    with pytest.raises(OsteoSegError, match=r"case P7: .*corrupt\.nrrd: Slicer could not read"):
+        mrml.read_volume_node(context, corrupt, case="P7")
+    assert context.scene.GetNumberOfNodes() == before
+
+
+def overlapping_masks(shape):
+    a = np.zeros(shape, np.uint8)
+    a[2:8, 4:16, 5:25] = 1
+    b = np.zeros(shape, np.uint8)
+    b[4:6, 8:12, 10:20] = 1          # inside A: segments overlap
+    return a, b
+
+
+def test_segmentation_from_masks_keeps_names_colours_geometry_and_voxels(context, tmp_path):
+    ct = mrml.volume_node_from_image(context, oblique_image(), "CT")
+    a, b = overlapping_masks((10, 20, 30))
+    specs = [mrml.SegmentSpec("Model A", (1.0, 0.0, 0.0), a, tags={"OsteoSeg.source": "A"}),
+             mrml.SegmentSpec("Model B", (0.0, 0.0, 1.0), b)]
+    node = mrml.segmentation_from_masks(context, ct, specs, "CT osteomyelitis")
+    segmentation = node.GetSegmentation()
+    assert [segmentation.GetNthSegment(i).GetName() for i in range(2)] == ["Model A", "Model B"]
+    tag = vtk.mutable("")
+    assert segmentation.GetNthSegment(0).GetTag("OsteoSeg.source", tag) and str(tag) == "A"
+    assert node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()).GetID() == ct.GetID()
+    masks = mrml.masks_from_segmentation(context, node, ct)
+    np.testing.assert_array_equal(masks["Model A"], a)
+    np.testing.assert_array_equal(masks["Model B"], b)
+
+    path = mrml.save_segmentation(context, node, tmp_path / "result.seg.nrrd")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.seg.nrrd"]   # no temporary left
+    reloaded = mrml.load_segmentation(context, path)
+    again = mrml.masks_from_segmentation(context, reloaded, ct)
+    np.testing.assert_array_equal(again["Model A"], a)
+    np.testing.assert_array_equal(again["Model B"], b)
+    colours = [reloaded.GetSegmentation().GetNthSegment(i).GetColor() for i in range(2)]
+    np.testing.assert_allclose(colours, [(1, 0, 0), (0, 0, 1)])
+
+
+def test_segment_labelmaps_are_on_the_reference_grid_and_released(context):
+    import slicer
+
+    reference = mrml.volume_node_from_image(context, oblique_image(), "reference")
+    ours = mrml.empty_labelmap_on(reference)
+    slicers = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(reference)
+    assert ours.GetExtent() == slicers.GetExtent()
+    matrices = [vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()]
+    ours.GetImageToWorldMatrix(matrices[0])
+    slicers.GetImageToWorldMatrix(matrices[1])
+    assert all(matrices[0].GetElement(r, c) == matrices[1].GetElement(r, c) for r in range(4) for c in range(4))
+    # Only Python holds ours, so it is freed with the last reference (the logic's is held twice: leaked).
+    assert ours.GetReferenceCount() == 1
+
+
+def test_temporary_nodes_are_removed_even_after_an_error(context):
+    kept = context.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "kept")
+    count = context.scene.GetNumberOfNodes()
+    with pytest.raises(RuntimeError), mrml.temporary_nodes(context):
+        mrml.volume_node_from_image(context, oblique_image(), "temporary")
+        assert context.scene.GetNumberOfNodes() > count
+        raise RuntimeError("failed while writing")
+    assert context.scene.GetNumberOfNodes() == count
+    assert context.scene.GetNodeByID(kept.GetID()) is kept
+
+
+def test_segmentation_refuses_masks_of_the_wrong_shape(context):
+    ct = mrml.volume_node_from_image(context, oblique_image(), "CT")
+    with pytest.raises(OsteoSegError, match="shape"):
+        mrml.segmentation_from_masks(context, ct, [mrml.SegmentSpec("A", (1, 0, 0), np.zeros((3, 3, 3)))], "x")
+
+
+def test_scene_bundle_is_written_atomically(context, tmp_path):
+    mrml.volume_node_from_image(context, oblique_image(), "CT")
+    path = mrml.save_scene_bundle(context, tmp_path / "scene.mrb")
+    assert [p.name for p in tmp_path.iterdir()] == ["scene.mrb"]
+    assert any(name.endswith(".mrml") for name in zipfile.ZipFile(path).namelist())
+
+
+def test_transform_node_moves_pet_points_onto_ct_points(context):
+    transform = sitk.Euler3DTransform((10.0, -5.0, 30.0), 0.05, -0.1, 0.2, (4.0, -3.0, 5.0))
+    node = mrml.transform_node_from_ct_to_pet(context, transform, "t")
+    to_parent = mrml.transform_node_matrix(node)
+    ct_point_lps = np.array([12.0, 40.0, -7.0])
+    pet_point_lps = np.array(transform.TransformPoint(tuple(ct_point_lps)))
+    lps_to_ras = np.array([-1.0, -1.0, 1.0])
+    moved = to_parent @ np.append(pet_point_lps * lps_to_ras, 1.0)
+    np.testing.assert_allclose(moved[:3], ct_point_lps * lps_to_ras, atol=1e-9)
+
+
+def test_a_parent_transform_moves_the_image_where_the_scene_shows_it(context):
+    """A volume placed by a (rigid) parent transform is read where its voxels appear in the views: each
+    voxel's physical point is the transform applied to where the node's own geometry puts it."""
+    image = oblique_image()
+    node = mrml.volume_node_from_image(context, image, "PET")
+    transform = context.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "by hand")
+    to_parent = sitk.Euler3DTransform((0, 0, 0), 0.1, -0.2, 0.3, (0, 0, 0)).GetMatrix()
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.array(to_parent).reshape(3, 3)
+    matrix[:3, 3] = [12.0, -7.0, 30.0]                              # mm, RAS
+    transform.SetMatrixTransformToParent(mrml._vtk_matrix(matrix))
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    moved = mrml.image_from_volume_node(node)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(moved), sitk.GetArrayFromImage(image))
+    for index in [(0, 0, 0), (29, 3, 7), (5, 19, 9)]:
+        local_ras = mrml.LPS_TO_RAS @ np.array(image.TransformIndexToPhysicalPoint(index))
+        expected_ras = matrix[:3, :3] @ local_ras + matrix[:3, 3]
+        np.testing.assert_allclose(moved.TransformIndexToPhysicalPoint(index), mrml.LPS_TO_RAS @ expected_ras,
+                                   atol=1e-6)
+    node.SetAndObserveTransformNodeID(None)                          # without it, the node's own geometry
+    np.testing.assert_allclose(mrml.image_from_volume_node(node).GetOrigin(), image.GetOrigin(), atol=1e-9)
+
+
+def test_transforms_a_grid_cannot_carry_are_refused_with_what_to_do(context):
+    node = mrml.volume_node_from_image(context, oblique_image(), "PET")
+    shear = context.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shear")
+    matrix = np.eye(4)
+    matrix[0, 1] = 0.3
+    shear.SetMatrixTransformToParent(mrml._vtk_matrix(matrix))
+    node.SetAndObserveTransformNodeID(shear.GetID())
+    with pytest.raises(OsteoSegError, match="shears or scales it: resample it first"):
+        mrml.image_from_volume_node(node)
+    grid = context.scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "warp")
+    node.SetAndObserveTransformNodeID(grid.GetID())
+    with pytest.raises(OsteoSegError, match="non-linear transform 'warp': harden it first"):
+        mrml.image_from_volume_node(node)

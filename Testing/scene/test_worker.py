@@ -1,0 +1,42 @@
+"""The segmentation worker process: progress, result, cancel."""
+
+from __future__ import annotations
+
+import sys
+
+import SimpleITK as sitk
+from helpers import oblique_ct_with_mask
+from OsteoSegLib.scene.worker import load_result
+from OsteoSegLib.scene.worker_job import SegmentationJob
+
+
+def test_worker_process_reports_progress_and_its_result_loads(model_set, tmp_path):
+    ct, _ = oblique_ct_with_mask()
+    pet = sitk.Resample(sitk.Cast(ct > 0, sitk.sitkFloat32) * 5.0, ct)
+    sitk.WriteImage(ct, str(tmp_path / "ct.nrrd"))
+    sitk.WriteImage(pet, str(tmp_path / "pet.nrrd"))
+    arguments = ["--ct", str(tmp_path / "ct.nrrd"), "--pet", str(tmp_path / "pet.nrrd"), "--models",
+                 str(model_set / "model-A"), str(model_set / "model-B"), "--out", str(tmp_path / "out"),
+                 "--device", "cpu", "--batch-size", "2"]
+    job = SegmentationJob(sys.executable, arguments)
+    events = job.wait(timeout=120)
+    assert job.process.returncode == 0, job.errors[-5:]
+    progress = [e for e in events if e["event"] == "progress"]
+    assert [e["done"] for e in progress] == [2, 4, 6, 7] and progress[-1]["eta_s"] == 0
+    done = next(e for e in events if e["event"] == "done")
+    result = load_result(done["result"])
+    assert set(result.masks) == {"model-A", "model-B"} and result.masks["model-A"].shape == (7, 53, 37)
+    broken = SegmentationJob(sys.executable, arguments[:-4] + ["--device", "tpu"])
+    broken_events = broken.wait(timeout=120)
+    assert broken.process.returncode == 2 and "unknown device" in broken_events[-1]["text"]
+
+
+def test_a_cancelled_worker_is_gone_and_left_no_result(model_set, tmp_path):
+    ct, _ = oblique_ct_with_mask()
+    sitk.WriteImage(ct, str(tmp_path / "ct.nrrd"))
+    job = SegmentationJob(sys.executable, ["--ct", str(tmp_path / "ct.nrrd"), "--pet", str(tmp_path / "ct.nrrd"),
+                                           "--models", str(model_set / "model-A"), "--out", str(tmp_path / "out")])
+    assert job.running            # still importing torch
+    job.cancel()
+    assert job.cancelled and not job.running
+    assert not (tmp_path / "out" / "result.json").exists()
