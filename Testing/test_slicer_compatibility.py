@@ -98,7 +98,8 @@ def slicer_aliases(tree) -> dict[str, list[str]]:
         if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] in SLICER_MODULES:
             aliases.update({a.asname or a.name: [*node.module.split("."), a.name] for a in node.names if a.name != "*"})
         elif isinstance(node, ast.Import):
-            aliases.update({(a.asname or a.name): [a.name] for a in node.names if a.name.split(".")[0] in SLICER_MODULES})
+            aliases.update({(a.asname or a.name): [a.name] for a in node.names
+                            if a.name.split(".")[0] in SLICER_MODULES})
     aliases.update({name: ["slicer", "ScriptedLoadableModule", name] for name in BASE_CLASSES})
     return aliases
 

@@ -22,9 +22,10 @@ def split_extension(path: Path) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def atomic_path(final_path: str | os.PathLike):
-    """Yield a temporary path beside `final_path` with the same extension; on success
-    rename it onto `final_path`, on failure remove it."""
+def atomic_path(final_path: str | os.PathLike, verify=None):
+    """Yield a temporary path beside `final_path` with the same extension; on success check it with
+    `verify(temporary)` (which raises when the file is not what was meant to be written) and rename
+    it onto `final_path`; on failure remove it."""
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
     stem, extension = split_extension(final_path)
@@ -34,6 +35,8 @@ def atomic_path(final_path: str | os.PathLike):
     temporary = Path(temporary)
     try:
         yield temporary
+        if verify is not None:
+            verify(temporary)
         # mkstemp creates files readable by their owner only; give the result the usual permissions.
         os.chmod(temporary, 0o666 & ~current_umask())
         os.replace(temporary, final_path)

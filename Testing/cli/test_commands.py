@@ -93,3 +93,21 @@ def test_the_help_formatter_shows_defaults_that_the_text_does_not_state():
     assert helps["--epochs"].endswith("most epochs (default 20)")
     assert helps["--labels"].endswith("label sources (default: A B)")
     assert helps["--force"].endswith("replace")
+
+
+def test_osteosegtrain_finds_the_library_in_a_packaged_extension_and_in_a_source_tree(tmp_path):
+    """Slicer installs every scripted module of an extension into one folder (OsteoSegLib beside
+    OsteoSegTrain.py); a clone keeps it in ../OsteoSeg."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("OsteoSegTrainModule", ROOT / "OsteoSegTrain" / "OsteoSegTrain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    packaged = tmp_path / "qt-scripted-modules"
+    (packaged / "OsteoSegLib").mkdir(parents=True)
+    assert module.libraryFolder(str(packaged)) == str(packaged)
+    source = tmp_path / "clone"
+    (source / "OsteoSeg" / "OsteoSegLib").mkdir(parents=True)
+    (source / "OsteoSegTrain").mkdir()
+    assert module.libraryFolder(str(source / "OsteoSegTrain")) == str(source / "OsteoSeg")
+    assert module.libraryFolder(str(tmp_path / "elsewhere")) is None

@@ -59,10 +59,27 @@ def test_failed_write_leaves_neither_output_nor_temporary(tmp_path, monkeypatch)
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(sitk, "WriteImage", half_write)
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(OsteoSegError, match=r"ct\.nii\.gz: cannot write the image \(disk full\)"):
         io.write_image(volume(), target)
     assert target.read_bytes() == b"previous result"   # the earlier file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["ct.nii.gz"]
+
+
+def test_a_write_that_itk_reports_only_on_its_console_is_caught(tmp_path, monkeypatch):
+    """ITK's writers print a failed write (a full disk) and return; the file is then cut short."""
+    real_write = sitk.WriteImage
+
+    def silently_short(image, path, compress):
+        real_write(image, path, compress)
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[: len(data) // 2])
+
+    monkeypatch.setattr(sitk, "WriteImage", silently_short)
+    image = sitk.GetImageFromArray(np.random.default_rng(0).random((20, 30, 40)).astype(np.float32))
+    for name in ("pet.nii.gz", "pet.nii", "pet.nrrd"):
+        with pytest.raises(OsteoSegError, match=f"{name}: writing failed: the file on disk is incomplete"):
+            io.write_image(image, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_write_refuses_unknown_extension(tmp_path):

@@ -24,6 +24,12 @@ def volumes(context):
     return ct_node, pet_node, hand
 
 
+def untransformed(context):
+    ct_node, pet_node, _ = volumes(context)
+    pet_node.SetAndObserveTransformNodeID(None)
+    return ct_node, pet_node
+
+
 class SlicerLikeCli:
     """Sets the status and, as Slicer's CLI logic does for an output transform with
     reference="movingVolume", puts the moving volume under the new transform."""
@@ -42,10 +48,10 @@ class SlicerLikeCli:
 
 
 def test_a_finished_run_adds_its_volume_and_transform_and_leaves_the_original_pet_where_it_was(context):
-    ct_node, pet_node, hand = volumes(context)
+    ct_node, pet_node = untransformed(context)
     cli = SlicerLikeCli(context, "Completed")
     aligned = align_with_brainsfit(context, ct_node, pet_node, cli)
-    assert pet_node.GetTransformNodeID() == hand.GetID()                 # put back after the CLI moved it
+    assert pet_node.GetTransformNodeID() is None                         # put back after the CLI moved it
     assert context.scene.GetNodeByID(cli.node.GetID()) is None           # the CLI node is gone
     assert cli.parameters["fixedVolume"] == ct_node.GetID() and cli.parameters["useRigid"] is True
     assert cli.parameters["linearTransform"] == aligned.transform.GetID()
@@ -56,7 +62,7 @@ def test_a_finished_run_adds_its_volume_and_transform_and_leaves_the_original_pe
 @pytest.mark.parametrize("status, error", [("CompletedWithErrors", "itk::ExceptionObject: metric failed"),
                                            ("Cancelled", "")])
 def test_a_failed_run_raises_with_brainsfits_message_and_adds_nothing(context, status, error):
-    ct_node, pet_node, hand = volumes(context)
+    ct_node, pet_node = untransformed(context)
     before = context.scene.GetNumberOfNodes()
     cli = SlicerLikeCli(context, status, error)
     with pytest.raises(OsteoSegError, match="BRAINSFit failed") as raised:
@@ -64,11 +70,11 @@ def test_a_failed_run_raises_with_brainsfits_message_and_adds_nothing(context, s
     if error:
         assert "metric failed" in str(raised.value)
     assert context.scene.GetNumberOfNodes() == before                   # output, transform and CLI node removed
-    assert pet_node.GetTransformNodeID() == hand.GetID()
+    assert pet_node.GetTransformNodeID() is None
 
 
 def test_a_runner_that_raises_leaves_the_scene_as_it_was(context):
-    ct_node, pet_node, hand = volumes(context)
+    ct_node, pet_node = untransformed(context)
     before = context.scene.GetNumberOfNodes()
 
     def crash(parameters):
@@ -79,7 +85,7 @@ def test_a_runner_that_raises_leaves_the_scene_as_it_was(context):
     with pytest.raises(RuntimeError, match="crashed"):
         align_with_brainsfit(context, ct_node, pet_node, crash)
     assert context.scene.GetNumberOfNodes() == before
-    assert pet_node.GetTransformNodeID() == hand.GetID()
+    assert pet_node.GetTransformNodeID() is None
 
 
 def test_the_parameters_are_brainsfits_own_names(context):
@@ -90,3 +96,9 @@ def test_the_parameters_are_brainsfits_own_names(context):
     assert set(parameters) == {"fixedVolume", "movingVolume", "useRigid", "initializeTransformMode", "costMetric",
                                "samplingPercentage", "linearTransform", "outputVolume"}
     assert np.isclose(parameters["samplingPercentage"], 0.05)
+
+
+def test_volumes_under_a_transform_are_refused_since_brainsfit_would_not_see_it(context):
+    ct_node, pet_node, hand = volumes(context)          # the PET is under "placed by hand"
+    with pytest.raises(OsteoSegError, match="BRAINSFit does not see the transform that places 'PET'"):
+        align_with_brainsfit(context, ct_node, pet_node, SlicerLikeCli(context, "Completed"))

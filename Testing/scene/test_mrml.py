@@ -195,3 +195,26 @@ def test_transforms_a_grid_cannot_carry_are_refused_with_what_to_do(context):
     node.SetAndObserveTransformNodeID(grid.GetID())
     with pytest.raises(OsteoSegError, match="non-linear transform 'warp': harden it first"):
         mrml.image_from_volume_node(node)
+
+
+def test_a_segmentation_of_a_transformed_volume_is_shown_where_the_volume_is(context):
+    """Under the volume's parent transform, with the volume's own grid as its editing geometry: set in
+    the other order, Slicer folds the transform into that geometry a second time."""
+    import slicer
+
+    image = oblique_image()
+    a, _ = overlapping_masks((10, 20, 30))
+    plain = mrml.volume_node_from_image(context, image, "plain CT")
+    moved = mrml.volume_node_from_image(context, image, "moved CT")
+    shift = context.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
+    matrix = np.eye(4)
+    matrix[:3, 3] = [25.0, -10.0, 40.0]
+    shift.SetMatrixTransformToParent(mrml._vtk_matrix(matrix))
+    moved.SetAndObserveTransformNodeID(shift.GetID())
+    geometry = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    nodes = [mrml.segmentation_from_masks(context, ct, [mrml.SegmentSpec("A", (1, 0, 0), a)], ct.GetName())
+             for ct in (plain, moved)]
+    assert nodes[1].GetTransformNodeID() == shift.GetID() and nodes[0].GetTransformNodeID() is None
+    assert (nodes[1].GetSegmentation().GetConversionParameter(geometry)
+            == nodes[0].GetSegmentation().GetConversionParameter(geometry))
+    np.testing.assert_array_equal(mrml.masks_from_segmentation(context, nodes[1], moved)["A"], a)

@@ -11,9 +11,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..atomic import atomic_path, write_text
+from ..data.cohort_validate import check_images
 from ..data.io import write_image
 from ..errors import OsteoSegError
-from ..imaging import BONE_WINDOW_HU, check_overlap, resample_onto
+from ..imaging import BONE_WINDOW_HU, resample_onto
 from .registration import register_rigid, save_transform
 
 METHODS = ("resample", "rigid")
@@ -23,8 +24,8 @@ def align(ct: sitk.Image, pet: sitk.Image, method: str = "resample", *, case: st
     """PET on the CT grid, the CT-to-PET transform, and the registration report (None for resample)."""
     if method not in METHODS:
         raise OsteoSegError(f"unknown alignment method {method!r}; use one of {', '.join(METHODS)}", case=case)
+    check_images(ct, pet, case=case)   # the checks of `cohort validate`, overlap included
     if method == "resample":
-        check_overlap(ct, pet, case=case)   # register_rigid checks it too
         return resample_onto(pet, ct), sitk.Euler3DTransform(), None
     result = register_rigid(ct, pet, case=case)
     return resample_onto(pet, ct, transform=result.transform), result.transform, result

@@ -1,4 +1,5 @@
-"""Check every case of a cohort and report all problems in one run, each naming case, file and problem."""
+"""Check every case of a cohort and report all problems in one run, each naming case, file and problem.
+The checks of a case's images are also run by segment, align and train before they do any work."""
 
 from __future__ import annotations
 
@@ -38,6 +39,45 @@ def ct_problem(ct: sitk.Image) -> str | None:
     return None
 
 
+def pet_problem(pet: sitk.Image) -> str | None:
+    """Why a volume does not look like a PET in SUV, or None."""
+    values = sitk.GetArrayViewFromImage(pet)
+    low, high = float(values.min()), float(values.max())
+    if low < -0.5:
+        return (f"PET has negative values down to {low:.3g}: not SUV (a CT in the PET slot, or a PET not "
+                "converted to SUV?)")
+    if high <= 0:
+        return "PET is all zero (an empty or unreconstructed series?)"
+    return None
+
+
+def image_problems(ct: sitk.Image | None, pet: sitk.Image | None, *, case: str | None,
+                   ct_path=None, pet_path=None) -> list[Problem]:
+    """What is wrong with a case's CT and PET (either may be absent): CT in HU, PET in SUV, overlap."""
+    problems = []
+    if ct is not None and (reason := ct_problem(ct)):
+        problems.append(Problem(case, str(ct_path) if ct_path else None, reason))
+    if pet is not None and (reason := pet_problem(pet)):
+        problems.append(Problem(case, str(pet_path) if pet_path else None, reason))
+    if ct is not None and pet is not None:
+        try:
+            check_overlap(ct, pet, case=case)
+        except OsteoSegError as error:
+            problems.append(Problem(case, str(pet_path) if pet_path else None, error.problem))
+    return problems
+
+
+def check_images(ct: sitk.Image | None, pet: sitk.Image | None, *, case: str | None = None, ct_path=None,
+                 pet_path=None) -> None:
+    """Refuse a case whose images fail the checks of `cohort validate` (all problems in one error)."""
+    problems = image_problems(ct, pet, case=case, ct_path=ct_path, pet_path=pet_path)
+    if len(problems) == 1:
+        problem = problems[0]
+        raise OsteoSegError(problem.message, case=problem.case, path=problem.path)
+    if problems:
+        raise OsteoSegError(f"{len(problems)} problems:\n  " + "\n  ".join(map(str, problems)), case=case)
+
+
 def label_problem(label: sitk.Image) -> str | None:
     """Why a label is not a binary mask (0/1 or 0/255), or None."""
     values = np.unique(sitk.GetArrayViewFromImage(label))
@@ -61,15 +101,7 @@ def validate_case(cohort: Cohort, case, required_labels=()) -> list[Problem]:
     ct_path, pet_path = cohort.path(case.ct), cohort.path(case.pet)
     ct = _read(ct_path, case.case_id, problems)
     pet = _read(pet_path, case.case_id, problems)
-    if ct is not None and (reason := ct_problem(ct)):
-        problems.append(Problem(case.case_id, str(ct_path), reason))
-    if pet is not None and float(sitk.GetArrayViewFromImage(pet).min()) < -0.5:
-        problems.append(Problem(case.case_id, str(pet_path), "PET has negative values below -0.5: not SUV"))
-    if ct is not None and pet is not None:
-        try:
-            check_overlap(ct, pet, case=case.case_id)
-        except OsteoSegError as error:
-            problems.append(Problem(case.case_id, str(pet_path), error.problem))
+    problems += image_problems(ct, pet, case=case.case_id, ct_path=ct_path, pet_path=pet_path)
     for source in required_labels:
         if source not in case.labels:
             problems.append(Problem(case.case_id, None, f"label source {source!r} is missing from this case"))
@@ -96,3 +128,15 @@ def validate_cohort(cohort: Cohort, required_labels=()) -> list[Problem]:
     for case in cohort.cases:
         problems.extend(validate_case(cohort, case, required_labels))
     return problems
+
+
+def check_cohort(cohort: Cohort, case_ids, required_labels=()) -> None:
+    """Refuse to start work on cases that `cohort validate` would flag (every problem listed)."""
+    problems = [problem for case_id in case_ids
+                for problem in validate_case(cohort, cohort.case(case_id), required_labels)]
+    if problems:
+        shown = problems[:20]
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise OsteoSegError(f"{len(problems)} problem(s) in the cohort; nothing was started "
+                            f"(see 'osteoseg cohort validate'):\n  " + "\n  ".join(map(str, shown)) + more,
+                            path=cohort.path("cohort.json"))

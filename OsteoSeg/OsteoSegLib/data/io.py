@@ -12,22 +12,23 @@ import SimpleITK as sitk
 
 from ..atomic import atomic_path
 from ..errors import OsteoSegError
+from .integrity import check_input_path, check_nifti, is_nifti
 
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 def read_image(path: str | os.PathLike, *, case: str | None = None, dimension: int = 3) -> sitk.Image:
-    """Read a scalar image file; raise OsteoSegError naming the file when it is missing,
-    unreadable, of the wrong dimension or holds NaN/infinite voxels."""
-    path = Path(path)
-    if not path.is_file():
-        raise OsteoSegError("file not found", case=case, path=path)
+    """Read a scalar image file; raise OsteoSegError naming the file when it is missing, not a file,
+    unreadable, cut short, of the wrong dimension or holds NaN/infinite voxels."""
+    path = check_input_path(path, case=case)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
         raise OsteoSegError(f"cannot read the image ({reason})", case=case, path=path) from None
     check_image(image, case=case, path=path, dimension=dimension)
+    if is_nifti(path):
+        check_nifti(path, case=case)
     return image
 
 
@@ -48,13 +49,34 @@ def check_image(image: sitk.Image, *, case: str | None = None, path: str | os.Pa
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = True) -> Path:
-    """Write an image atomically; the format follows the extension."""
+    """Write an image atomically; the format follows the extension. The file is read back before it
+    takes its final name: ITK reports a failed write (a full disk) only on its console, and a file
+    cut short reads back as zeros, so what is read must equal what was written."""
     path = Path(path)
     if not path.name.lower().endswith(IMAGE_EXTENSIONS):
         raise OsteoSegError(f"unknown image extension; use one of {', '.join(IMAGE_EXTENSIONS)}", path=path)
-    with atomic_path(path) as temporary:
-        sitk.WriteImage(image, str(temporary), compress)
+    with atomic_path(path, verify=lambda written: check_written(image, written, path)) as temporary:
+        try:
+            sitk.WriteImage(image, str(temporary), compress)
+        except RuntimeError as error:
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
+            raise OsteoSegError(f"cannot write the image ({reason})", path=path) from None
     return path
+
+
+def check_written(image: sitk.Image, written: Path, path: Path) -> None:
+    """Raise unless `written` holds exactly `image` (voxels and geometry)."""
+    problem = "the file on disk is incomplete"
+    try:
+        again = sitk.ReadImage(str(written))
+        same = (again.GetSize() == image.GetSize()
+                and np.array_equal(sitk.GetArrayViewFromImage(again), sitk.GetArrayViewFromImage(image))
+                and np.allclose(again.GetOrigin(), image.GetOrigin(), atol=1e-4)
+                and np.allclose(again.GetSpacing(), image.GetSpacing(), atol=1e-6))
+    except RuntimeError:
+        same = False
+    if not same:
+        raise OsteoSegError(f"writing failed: {problem} (is the disk full?); nothing was written", path=path)
 
 
 def csv_text(rows: list[dict]) -> str:

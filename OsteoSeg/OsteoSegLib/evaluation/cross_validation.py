@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..data.cohort import Cohort
+from ..data.cohort_validate import check_cohort
 from ..data.io import write_image
 from ..data.splits import Split, kfold_splits
 from ..errors import OsteoSegError
@@ -62,6 +63,7 @@ def check_plan(cohort: Cohort, labels, inputs_list, folds: int, split_seed: int 
                             path=cohort.path("cohort.json"))
     if not labels or not inputs_list:
         raise OsteoSegError("name at least one label source and one set of inputs")
+    check_cohort(cohort, [case.case_id for case in cohort.cases])   # every problem, before any training
     # raises when there are too few patients
     return kfold_splits([case.case_id for case in cohort.cases], folds, seed=split_seed)
 
@@ -225,6 +227,7 @@ def evaluate_model_set(cohort: Cohort, models: list[ModelPackage], out: Path, *,
     label source: an external evaluation, with the same tables as cross-validation (folds = 0)."""
     progress = progress or Progress()
     check_not_empty(cohort)
+    check_cohort(cohort, [case.case_id for case in cohort.cases])
     keyed = {ModelKey(0, m.card["label_source"], tuple(m.inputs)): m for m in models}
     if len(keyed) != len(models):
         raise OsteoSegError("the model set holds two models of the same label source and inputs")

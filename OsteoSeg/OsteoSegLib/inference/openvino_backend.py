@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cache import cache_folder
 from ..data.fingerprint import sha256_file
 from ..model.package import ModelPackage
 from ..progress import Progress
@@ -26,8 +27,7 @@ MODEL_FILE, MANIFEST_FILE = "model.xml", "manifest.json"
 
 def default_cache_folder() -> Path:
     """$OSTEOSEG_CACHE, else the user's cache folder ($XDG_CACHE_HOME or ~/.cache), /osteoseg/openvino."""
-    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return Path(os.environ.get("OSTEOSEG_CACHE") or user_cache / "osteoseg") / "openvino"
+    return cache_folder("openvino")
 
 
 def cache_key(network: torch.nn.Module, channels: int) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from ..data.cohort_validate import check_images
 from ..errors import OsteoSegError
 from ..imaging import body_mask, check_overlap, resample_onto
 from ..model.devices import choose_device, describe, inference_dtype
@@ -110,6 +111,7 @@ def segment_images(ct: sitk.Image | None, pet: sitk.Image | None, models: list[M
     the benchmark must). `backend` picks the engine (inference/backends.py): auto is OpenVINO on the CPU
     when it is installed, torch otherwise."""
     started = time.perf_counter()
+    check_images(ct, pet, case=case)   # the checks of `cohort validate`, before any work
     progress = progress or Progress()
     compute_device = usable_device(device, device_fallback, progress)
     timer = timer or StageTimer(compute_device)

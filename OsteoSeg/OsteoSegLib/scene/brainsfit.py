@@ -31,7 +31,13 @@ def check_cli_finished(cli_node, module: str = "BRAINSFit") -> None:
 
 
 def align_with_brainsfit(context: mrml.MrmlContext, ct_node, pet_node, run_cli) -> AlignedNodes:
-    """Run BRAINSFit through `run_cli(parameters) -> CLI node` (slicer.cli.runSync in Slicer)."""
+    """Run BRAINSFit through `run_cli(parameters) -> CLI node` (slicer.cli.runSync in Slicer). Volumes
+    under a transform are refused: the CLI logic hands BRAINSFit the voxels without their parent
+    transforms, so its answer would be misplaced."""
+    for node in (ct_node, pet_node):
+        if node.GetParentTransformNode() is not None:
+            raise OsteoSegError(f"BRAINSFit does not see the transform that places {node.GetName()!r}: harden it "
+                                "first (Data module: right-click, Harden transform) or align with rigid (SimpleITK)")
     name = mrml.unique_node_name(context, f"{pet_node.GetName()} on {ct_node.GetName()} (BRAINSFit)")
     transform = context.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", f"{name} transform")
     output = context.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)

@@ -212,7 +212,8 @@ def empty_labelmap_on(reference_node):
 
 def segmentation_from_masks(context: MrmlContext, reference_node, segments: list[SegmentSpec], name: str):
     """Add a segmentation node whose segments are the given masks, on the reference volume's grid
-    (its reference image geometry is set, so the result can be edited and exported)."""
+    (its reference image geometry is set, so the result can be edited and exported), shown where the
+    reference is shown (under the same parent transform)."""
     import slicer
     from vtk.util import numpy_support
 
@@ -223,6 +224,9 @@ def segmentation_from_masks(context: MrmlContext, reference_node, segments: list
                                 f"the reference volume {reference_node.GetName()!r} has {shape}")
     node = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     node.CreateDefaultDisplayNodes()
+    # The masks lie on the reference's voxel grid, so the segmentation goes under the reference's parent
+    # transform; first, because Slicer folds the transform between the two parents into the geometry.
+    place_under_same_transform(node, reference_node)
     node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
     segmentation = node.GetSegmentation()
     logic_class = slicer.vtkSlicerSegmentationsModuleLogic

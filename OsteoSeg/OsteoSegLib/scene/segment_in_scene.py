@@ -79,12 +79,10 @@ def pet_on_ct(ct: sitk.Image, pet: sitk.Image, transform: sitk.Transform | None 
 def add_segmentation_nodes(context: mrml.MrmlContext, ct_node, result: Segmentation, pet_suv: np.ndarray, *,
                            probabilities: bool = False) -> SegmentNodes:
     """The new nodes: segmentation (never replacing an earlier one), statistics table, and
-    optionally one probability volume per model, all beside the CT in the subject hierarchy. The
-    segmentation lies on the CT's voxel grid, so it goes under the CT's parent transform too."""
+    optionally one probability volume per model, all beside the CT in the subject hierarchy."""
     name = mrml.unique_node_name(context, f"{ct_node.GetName()} osteomyelitis")
     specs = segment_specs(result)
     node = segmentation_node(context, ct_node, result, specs, name)
-    mrml.place_under_same_transform(node, ct_node)
     mrml.place_beside(context, node, ct_node)
     rows = segment_statistics({spec.name: spec.mask for spec in specs}, pet_suv,
                               tuple(reversed(ct_node.GetSpacing())))

@@ -25,6 +25,7 @@ import torch
 
 from ..atomic import atomic_path, write_text
 from ..data.cohort import Cohort
+from ..data.cohort_validate import check_cohort
 from ..data.fingerprint import cohort_fingerprint
 from ..data.io import csv_text
 from ..data.splits import Split, holdout_split, kfold_splits
@@ -325,6 +326,7 @@ def train_model(cohort: Cohort, settings: TrainingSettings, out: str | os.PathLi
     check_settings(settings)
     split = split or choose_split(cohort, settings)
     check_label_source(cohort, split.train + split.validation, settings.label)
+    check_cohort(cohort, split.train + split.validation)   # every problem, before any work
     processes, device = start_processes(settings.device)
     progress = (progress or Progress()) if processes.is_main else Progress()   # one voice under torchrun
     dtype = autocast_dtype(device, settings.precision)
