@@ -74,3 +74,125 @@ def write(array, path, spacing=(2.0, 2.0, 3.0), origin=(0.0, 0.0, 0.0)):
     image.SetOrigin(origin)
     sitk.WriteImage(image, str(path))
     return path.name
+
+
+# ---------------------------------------------------------------- synthetic DICOM (pydicom)
+
+DICOM_PET_TAGS = {"weight_kg": 70.0, "dose_bq": 3.7e8, "half_life_s": 6586.2, "injection": "090000",
+                  "series_time": "100000"}
+
+
+def dicom_suv_factor() -> float:
+    """SUV per Bq/mL for the tags above: weight / (dose decayed over the hour from injection to scan)."""
+    tags = DICOM_PET_TAGS
+    return tags["weight_kg"] * 1000.0 / (tags["dose_bq"] * 2 ** (-3600.0 / tags["half_life_s"]))
+
+
+def _dicom_file(path, sop_class: str, modality: str, uids: dict, extra) -> None:
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = pydicom.Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID, dataset.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    dataset.Modality, dataset.PatientID, dataset.PatientName = modality, "P1", "Test^Patient"
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = uids["study"], uids["series"]
+    dataset.FrameOfReferenceUID = uids["frame"]
+    dataset.StudyDate = dataset.SeriesDate = dataset.AcquisitionDate = "20260101"
+    extra(dataset)
+    dataset.save_as(path, enforce_file_format=True)
+
+
+def write_dicom_series(folder, image: sitk.Image, modality: str, uids: dict) -> None:
+    """An axis-aligned image as a DICOM series: CT stored as HU + 1024 (intercept -1024), PET (SUV) as
+    Bq/mL with a slope per slice and the tags of DICOM_PET_TAGS (Units BQML, DecayCorrection START)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    values = sitk.GetArrayFromImage(image).astype(np.float64)
+    sop = "1.2.840.10008.5.1.4.1.1.2" if modality == "CT" else "1.2.840.10008.5.1.4.1.1.128"
+    for k, plane in enumerate(values):
+        def fill(dataset, k=k, plane=plane):
+            import pydicom
+
+            dataset.Rows, dataset.Columns = plane.shape
+            dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
+            dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 16, 15
+            dataset.ImagePositionPatient = [f"{v:.6f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))]
+            dataset.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+            dataset.PixelSpacing = [f"{image.GetSpacing()[1]:.6f}", f"{image.GetSpacing()[0]:.6f}"]
+            dataset.SliceThickness, dataset.InstanceNumber = f"{image.GetSpacing()[2]:.6f}", k + 1
+            dataset.SeriesTime = dataset.AcquisitionTime = DICOM_PET_TAGS["series_time"]
+            if modality == "CT":
+                dataset.PixelRepresentation, dataset.RescaleIntercept, dataset.RescaleSlope = 1, "-1024", "1"
+                stored = np.round(plane + 1024).astype(np.int16)
+            else:
+                bq = plane / dicom_suv_factor()
+                slope = max(float(bq.max()), 1e-6) / 32000.0
+                dataset.PixelRepresentation, dataset.RescaleIntercept = 0, "0"
+                dataset.RescaleSlope = f"{slope:.10g}"
+                stored = np.round(bq / float(dataset.RescaleSlope)).astype(np.uint16)
+                dataset.Units, dataset.DecayCorrection = "BQML", "START"
+                dataset.PatientWeight = str(DICOM_PET_TAGS["weight_kg"])
+                info = pydicom.Dataset()
+                info.RadiopharmaceuticalStartTime = DICOM_PET_TAGS["injection"]
+                info.RadionuclideTotalDose = str(DICOM_PET_TAGS["dose_bq"])
+                info.RadionuclideHalfLife = str(DICOM_PET_TAGS["half_life_s"])
+                dataset.RadiopharmaceuticalInformationSequence = [info]
+            dataset.PixelData = stored.tobytes()
+        _dicom_file(folder / f"{modality}_{k:03d}.dcm", sop, modality, uids, fill)
+
+
+def write_rtstruct(path, image: sitk.Image, mask: np.ndarray, uids: dict, roi: str = "GTV") -> None:
+    """An RTSTRUCT with one ROI: per slice, the outline of the mask's box there, on `uids["frame"]`."""
+    import pydicom
+
+    def fill(dataset):
+        frame = pydicom.Dataset()
+        frame.FrameOfReferenceUID = uids["frame"]
+        dataset.ReferencedFrameOfReferenceSequence = [frame]
+        item = pydicom.Dataset()
+        item.ROINumber, item.ROIName, item.ReferencedFrameOfReferenceUID = 1, roi, uids["frame"]
+        dataset.StructureSetROISequence = [item]
+        contours = []
+        for k in np.flatnonzero(mask.any(axis=(1, 2))):
+            rows, columns = np.flatnonzero(mask[k].any(axis=1)), np.flatnonzero(mask[k].any(axis=0))
+            corners = [(columns[0] - 0.5, rows[0] - 0.5), (columns[-1] + 0.5, rows[0] - 0.5),
+                       (columns[-1] + 0.5, rows[-1] + 0.5), (columns[0] - 0.5, rows[-1] + 0.5)]
+            contour = pydicom.Dataset()
+            contour.ContourGeometricType = "CLOSED_PLANAR"
+            points = [image.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k))) for i, j in corners]
+            contour.ContourData = [f"{v:.4f}" for point in points for v in point]
+            contour.NumberOfContourPoints = 4
+            contours.append(contour)
+        roi_contour = pydicom.Dataset()
+        roi_contour.ReferencedROINumber, roi_contour.ContourSequence = 1, contours
+        dataset.ROIContourSequence = [roi_contour]
+        dataset.SeriesDescription = "CT contours"
+
+    _dicom_file(path, "1.2.840.10008.5.1.4.1.1.481.3", "RTSTRUCT", uids, fill)
+
+
+def write_dicom_case(folder, seed: int = 0, frame: str | None = None, structure_frame: str | None = None):
+    """A small DICOM case (CT, PET, RTSTRUCT on a box lesion): returns (CT HU, PET SUV, mask) arrays."""
+    from pydicom.uid import generate_uid
+
+    rng = np.random.default_rng(seed)
+    hu = np.full((6, 24, 20), -1000.0)
+    hu[:, 4:20, 3:17] = 40.0 + rng.normal(0, 5, (6, 16, 14)).round()
+    mask = np.zeros(hu.shape, np.uint8)
+    mask[2:5, 9:14, 6:11] = 1
+    ct = sitk.GetImageFromArray(hu)
+    ct.SetSpacing((2.0, 1.5, 3.0))
+    ct.SetOrigin((-20.0, 10.0, 5.0))
+    suv = np.where(hu > -500, 1.0, 0.1) + 6.0 * mask
+    pet = sitk.GetImageFromArray(suv)
+    pet.CopyInformation(ct)
+    study, frame = generate_uid(), frame or generate_uid()
+    write_dicom_series(folder / "CT", ct, "CT", {"study": study, "series": generate_uid(), "frame": frame})
+    write_dicom_series(folder / "PT", pet, "PT", {"study": study, "series": generate_uid(), "frame": frame})
+    write_rtstruct(folder / "RS.dcm", ct, mask, {"study": study, "series": generate_uid(),
+                                                 "frame": structure_frame or frame})
+    return hu, suv, mask

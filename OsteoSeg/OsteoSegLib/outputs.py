@@ -77,11 +77,14 @@ class OutputFolder:
         return self
 
     def __exit__(self, *_) -> None:
+        # A run that wrote nothing (refused, or a folder never OsteoSeg's) leaves nothing behind: its
+        # lock file goes (while still held), and the folder too when this run created it.
+        untouched = not self.entries and not (self.path / MANIFEST_FILE).exists()
+        if untouched:
+            (self.path / LOCK_FILE).unlink(missing_ok=True)
         release_lock(self._lock)
         self._lock = None
-        if self._created and not self.entries and not self.contents():   # refused before writing anything
-            (self.path / LOCK_FILE).unlink(missing_ok=True)
-            (self.path / MANIFEST_FILE).unlink(missing_ok=True)
+        if untouched and self._created and not self.contents():
             try:
                 self.path.rmdir()
             except OSError:

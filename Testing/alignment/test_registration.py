@@ -154,3 +154,13 @@ def test_rigid_registration_recovers_a_known_perturbation_of_a_real_pet(shared_d
     error = np.linalg.norm(np.subtract(found.TransformPoint(lesion), expected))
     assert moved_by > 6.0                    # the perturbation is real (7 mm at the lesion) ...
     assert error < 1.0, error                # ... and is undone to within 1 mm
+
+
+@pytest.mark.parametrize("spacing", [(1e-4, 1e-4, 1e-4), (80.0, 2.0, 3.0)])
+def test_an_implausible_voxel_spacing_is_refused_before_registering(spacing):
+    ct = sitk.Image([20, 20, 10], sitk.sitkFloat32) - 1000.0
+    pet = sitk.Image([10, 10, 5], sitk.sitkFloat32) + 1.0
+    ct.SetSpacing(spacing)
+    pet.SetSpacing([s * 2 for s in spacing])
+    with pytest.raises(OsteoSegError, match="case P4: the CT's voxel spacing .* mm is implausible"):
+        register_rigid(ct, pet, case="P4")

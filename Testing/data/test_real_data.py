@@ -14,6 +14,7 @@ from OsteoSegLib.data.dicom import choose_series, find_series, read_pet_suv, rea
 from OsteoSegLib.data.dicomseg import dicom_seg_to_masks
 from OsteoSegLib.data.rtstruct import rtstruct_to_mask
 from OsteoSegLib.data.suv import suv_conversion
+from OsteoSegLib.errors import OsteoSegError
 
 pytestmark = pytest.mark.realdata
 
@@ -78,9 +79,12 @@ def test_qin_pet_converts_from_bq_per_ml_to_suv(shared_data):
 def test_qin_dicom_seg_gives_eleven_lesions_on_the_pet_grid(shared_data):
     folder = shared_data / "qin-headneck-pet"
     series = find_series(folder)
-    image, _ = read_pet_suv(choose_series(series, "PT", folder))
+    pet = choose_series(series, "PT", folder)
+    image, _ = read_pet_suv(pet)
     segmentation = choose_series(series, "SEG", folder)
-    masks = dicom_seg_to_masks(segmentation.files[0], image)
+    masks = dicom_seg_to_masks(segmentation.files[0], image, frame_of_reference=pet.frame_of_reference)
+    with pytest.raises(OsteoSegError, match="DICOM SEG is drawn on frame of reference .* not the image's 1.2.3"):
+        dicom_seg_to_masks(segmentation.files[0], image, frame_of_reference="1.2.3")
     assert len(masks) == 11
     values = sitk.GetArrayFromImage(image)
     primary = next(m for name, m in masks.items() if name.startswith("1 "))

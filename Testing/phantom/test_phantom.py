@@ -160,8 +160,9 @@ def test_pet_lives_on_its_own_coarser_grid(tiny_cohort):
 
 
 def file_hashes(root):
+    """The cohort's files (not the output folder's lock and manifest, which hold a time and a pid)."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".osteoseg")}
 
 
 def test_same_seed_gives_identical_files_other_seed_differs(tmp_path, tiny_cohort):
@@ -205,7 +206,14 @@ def test_non_empty_output_is_kept_unless_forced(tmp_path):
     with pytest.raises(OsteoSegError, match="not empty.*--force"):
         generate_cohort(out, 1, 0, settings, workers=1)
     assert (out / "precious.txt").read_text() == "user data"
-    generate_cohort(out, 1, 0, settings, workers=1, force=True)
-    assert not (out / "precious.txt").exists() and (out / "cohort.json").is_file()
+    with pytest.raises(OsteoSegError, match="--force only removes what OsteoSeg wrote.*precious.txt"):
+        generate_cohort(out, 1, 0, settings, workers=1, force=True)    # never the user's file
+    assert (out / "precious.txt").read_text() == "user data"
+    (out / "precious.txt").unlink()
+    first = generate_cohort(out, 2, 0, settings, workers=1)
+    again = generate_cohort(out, 1, 7, settings, workers=1, force=True)   # an earlier cohort OsteoSeg wrote
+    assert len(first.cases) == 2 and [c.case_id for c in again.cases] == ["case_000"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["case_000", "cohort.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["cohort"]          # no staging folder left behind
-    assert json.loads((out / "cohort.json").read_text())["format"] == "osteoseg-cohort"
+    assert not [p for p in out.iterdir() if ".partial" in p.name]
+    assert json.loads((out / "cohort.json").read_text())["generator"]["seed"] == 7

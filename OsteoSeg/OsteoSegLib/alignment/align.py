@@ -18,6 +18,7 @@ from ..imaging import BONE_WINDOW_HU, resample_onto
 from .registration import register_rigid, save_transform
 
 METHODS = ("resample", "rigid")
+ALIGN_OUTPUTS = ("pet_on_ct.nii.gz", "ct_to_pet.tfm", "alignment.json", "alignment.png")
 
 
 def align(ct: sitk.Image, pet: sitk.Image, method: str = "resample", *, case: str | None = None):

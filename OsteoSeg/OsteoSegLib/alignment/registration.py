@@ -132,6 +132,8 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
     were chosen on phantom cases (seeds 11 and 21) and on the real STS patients
     (`benchmarks/registration.py`). The same inputs always give the same answer."""
     check_overlap(ct, pet, case=case)
+    for name, image in (("CT", ct), ("PET", pet)):
+        check_spacing(image, name, case)
     # CT seen as PET sees it: a soft-tissue window (fat / muscle / bone contrast) blurred to the
     # PET's resolution, so partial-volume differences do not pull the metric off.
     fixed = sitk.Cast(sitk.Clamp(ct, lowerBound=ct_window[0], upperBound=ct_window[1]), sitk.sitkFloat32)
@@ -178,6 +180,18 @@ def register_rigid(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, 
     before = _mattes(fixed, moving, identity, bins, sampling, seed, common)
     after = _mattes(fixed, moving, transform, bins, sampling, seed, common)
     return RigidResult(transform, before, after, iterations, stop)
+
+
+SPACING_RANGE_MM = (0.01, 50.0)   # beyond this, a header is wrong, not a scanner unusual
+
+
+def check_spacing(image: sitk.Image, name: str, case: str | None) -> None:
+    """Refuse a voxel spacing no CT or PET has: the registration's scales and search steps are in mm."""
+    low, high = SPACING_RANGE_MM
+    spacing = image.GetSpacing()
+    if not all(low <= s <= high for s in spacing):
+        raise OsteoSegError(f"the {name}'s voxel spacing {tuple(round(s, 6) for s in spacing)} mm is implausible "
+                            f"(expected {low} to {high} mm); check the file's header", case=case)
 
 
 def _gradient_descent(fixed, moving, mask, start, shrink, *, bins, sampling, seed, learning_rate,
@@ -254,9 +268,25 @@ def _check_plausible(transform: sitk.Euler3DTransform, case: str | None) -> None
 
 
 def save_transform(transform: sitk.Transform, path) -> None:
-    """Write a transform file (.tfm / .h5) atomically."""
-    with atomic_path(path) as temporary:
-        sitk.WriteTransform(transform, str(temporary))
+    """Write a transform file (.tfm / .h5) atomically, read back before it takes its final name (ITK
+    reports a failed write only on its console)."""
+    def same_transform(written):
+        try:
+            again = sitk.ReadTransform(str(written))
+            same = np.allclose(again.GetParameters(), transform.GetParameters()) \
+                and np.allclose(again.GetFixedParameters(), transform.GetFixedParameters())
+        except RuntimeError:
+            same = False
+        if not same:
+            raise OsteoSegError("writing failed: the transform file on disk is incomplete (is the disk full?)",
+                                path=path)
+
+    with atomic_path(path, verify=same_transform) as temporary:
+        try:
+            sitk.WriteTransform(transform, str(temporary))
+        except RuntimeError as error:
+            raise OsteoSegError(f"cannot write the transform ({str(error).strip().splitlines()[-1]})",
+                                path=path) from None
 
 
 def target_registration_error(found: sitk.Transform, truth: sitk.Transform, point) -> float:

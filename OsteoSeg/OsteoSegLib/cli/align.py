@@ -6,10 +6,21 @@ from .command import add_command
 
 
 def run_align(arguments) -> int:
-    from ..alignment.align import align_to_folder
+    from ..alignment.align import ALIGN_OUTPUTS, align_to_folder
     from ..data.io import read_image
+    from ..errors import OsteoSegError
+    from ..outputs import OutputFolder
 
-    report = align_to_folder(read_image(arguments.ct), read_image(arguments.pet), arguments.out, arguments.method)
+    with OutputFolder(arguments.out, inputs=[arguments.ct, arguments.pet], command="align") as folder:
+        earlier = [name for name in ALIGN_OUTPUTS if (folder.path / name).exists()]
+        if earlier and not arguments.force:
+            raise OsteoSegError(f"an earlier alignment is there ({', '.join(earlier)}); choose another folder or "
+                                "pass --force to replace it", path=folder.path)
+        for name in earlier:
+            folder.remove(name)   # refused for a file OsteoSeg did not write
+        ct, pet = read_image(arguments.ct), read_image(arguments.pet)
+        folder.record(*ALIGN_OUTPUTS)
+        report = align_to_folder(ct, pet, folder.path, arguments.method)
     if "metric_after" in report:
         print(f"Mattes MI {report['metric_before']:.4f} -> {report['metric_after']:.4f} "
               f"({report['iterations']} iterations)")
@@ -27,4 +38,5 @@ def add_align_command(commands) -> None:
     align.add_argument("--pet", required=True, help="PET image in SUV")
     align.add_argument("--method", default="resample", help="resample (one frame of reference) or rigid")
     align.add_argument("--out", required=True, help="output folder")
+    align.add_argument("--force", action="store_true", help="replace an earlier alignment OsteoSeg wrote in --out")
     align.set_defaults(run=run_align)

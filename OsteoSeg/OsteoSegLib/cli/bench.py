@@ -14,6 +14,10 @@ def run_bench(arguments) -> int:
 
     from ..bench.benchmark import format_table, run_benchmark
 
+    if arguments.json:   # refused before the benchmark, not after
+        from ..outputs import refuse_existing_file
+
+        refuse_existing_file(arguments.json, arguments.force)
     figures = run_benchmark(Path(arguments.cache), device_name=arguments.device, width=arguments.width,
                             runs=arguments.runs, batch_size=arguments.batch_size, precision=arguments.precision,
                             compare=not arguments.no_compare, body_only=not arguments.no_body_crop,
@@ -47,5 +51,6 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--width", type=int, default=64, help="network width (64 is the paper's)")
     bench.add_argument("--cache", default=".osteoseg-bench", help="where the case and benchmark models are kept")
     bench.add_argument("--json", help="also write the figures here")
+    bench.add_argument("--force", action="store_true", help="replace the --json file if it exists")
     bench.add_argument("--no-compare", action="store_true", help="skip the fp32, baseline and MONAI runs")
     bench.set_defaults(run=run_bench)

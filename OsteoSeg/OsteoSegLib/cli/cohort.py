@@ -11,7 +11,7 @@ def run_import_folders(arguments) -> int:
 
     cohort = import_folders(arguments.root, arguments.out, ct=arguments.ct, pet=arguments.pet,
                             labels=pairs(arguments.label, "--label"),
-                            pet_grid_labels=pairs(arguments.pet_label, "--pet-label"))
+                            pet_grid_labels=pairs(arguments.pet_label, "--pet-label"), force=arguments.force)
     print(f"Imported {len(cohort.cases)} cases into {cohort.root / 'cohort.json'}")
     return 0
 
@@ -19,7 +19,8 @@ def run_import_folders(arguments) -> int:
 def run_import_dicom(arguments) -> int:
     from ..data.cohort_import import import_dicom
 
-    cohort = import_dicom(arguments.root, arguments.out, label_source=arguments.label_source, roi=arguments.roi)
+    cohort = import_dicom(arguments.root, arguments.out, label_source=arguments.label_source, roi=arguments.roi,
+                          series_uids=arguments.series or (), force=arguments.force)
     for case in cohort.cases:
         conversion = case.metadata["suv_conversion"]
         print(f"{case.case_id}: PET units {conversion['units']}, SUV factor {conversion['factor']:.6g}, "
@@ -44,10 +45,14 @@ def run_summary(arguments) -> int:
     import json
 
     from ..atomic import write_text
-    from ..data.cohort import load_cohort
+    from ..data.cohort import COHORT_FILE, load_cohort
     from ..data.cohort_summary import format_summary, summarise_cohort
+    from ..outputs import refuse_existing_file
 
-    rows = summarise_cohort(load_cohort(arguments.cohort))
+    cohort = load_cohort(arguments.cohort)
+    if arguments.json:   # refused before the work, not after
+        refuse_existing_file(arguments.json, arguments.force, inputs=[cohort.path(COHORT_FILE)])
+    rows = summarise_cohort(cohort)
     print(format_summary(rows))
     if arguments.json:
         write_text(arguments.json, json.dumps(rows, indent=2) + "\n")
@@ -84,6 +89,8 @@ def add_cohort_commands(commands) -> None:
     folders.add_argument("--label", action="append", metavar="SOURCE=PATTERN", help="a label source on the CT grid")
     folders.add_argument("--pet-label", action="append", metavar="SOURCE=PATTERN",
                          help="the same contour drawn on the PET grid (compared by 'cohort summary')")
+    folders.add_argument("--force", action="store_true",
+                         help="replace a cohort OsteoSeg wrote in --out (nothing else is removed)")
     folders.set_defaults(run=run_import_folders)
     dicom = add_command(
         actions, "import-dicom", summary="Convert one DICOM folder per case (CT, PET, RTSTRUCT) into a cohort.",
@@ -94,6 +101,10 @@ def add_cohort_commands(commands) -> None:
     dicom.add_argument("--out", required=True, help="folder for cohort.json and the converted NIfTI files")
     dicom.add_argument("--label-source", default="A", help="label source name for the RTSTRUCT contour")
     dicom.add_argument("--roi", help="ROI name in the RTSTRUCT (needed when it holds several)")
+    dicom.add_argument("--series", nargs="+", metavar="UID",
+                       help="SeriesInstanceUIDs to use where a case holds several CT or PET series")
+    dicom.add_argument("--force", action="store_true",
+                       help="replace a cohort OsteoSeg wrote in --out (nothing else is removed)")
     dicom.set_defaults(run=run_import_dicom)
     validate = add_command(
         actions, "validate", summary="Check every case of a cohort and list all problems at once.",
@@ -108,4 +119,5 @@ def add_cohort_commands(commands) -> None:
         examples=["osteoseg cohort summary my-cohort --json summary.json"])
     summary.add_argument("cohort", help="cohort folder (with cohort.json)")
     summary.add_argument("--json", help="also write the figures as JSON here")
+    summary.add_argument("--force", action="store_true", help="replace the --json file if it exists")
     summary.set_defaults(run=run_summary)

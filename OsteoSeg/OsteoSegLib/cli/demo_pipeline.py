@@ -20,6 +20,7 @@ from ..inference.segment import segment_images
 from ..model.package import copy_model_package, load_model_set
 from ..model.preprocess import PreprocessSettings
 from ..model.slice_data import recorded_transform
+from ..outputs import OutputFolder
 from ..phantom import generate_cohort, settings_for
 from ..phantom.writer import check_output_folder
 from ..progress import Progress
@@ -27,6 +28,8 @@ from ..scene import mrml
 from ..scene.display import load_case
 from ..scene.segment_output import write_segmentation
 from ..training.train import TrainingSettings
+
+DEMO_OUTPUTS = ("cohort", "crossval", "model-set", "segmentation")
 
 
 @dataclass(frozen=True)
@@ -78,15 +81,26 @@ def segment_case(cohort: Cohort, case_id: str, model_set: Path, out: Path) -> tu
 
 def run_demo(out: str | Path, *, force: bool = False, settings: DemoSettings = DemoSettings(),
              progress: Progress | None = None, log=print) -> DemoResult:
-    """Run the demo into `out` (refuses a non-empty folder unless forced)."""
+    """Run the demo into `out`: a non-empty folder is refused unless forced, and forcing removes only
+    an earlier demo (what OsteoSeg wrote there)."""
     out = Path(out).resolve()
     check_output_folder(out, force)
+    with OutputFolder(out, command="demo") as folder:
+        if force:
+            folder.clear()
+        folder.refuse_foreign()
+        folder.record(*DEMO_OUTPUTS)
+        return _run_demo(out, folder, settings, progress, log)
+
+
+def _run_demo(out: Path, folder: OutputFolder, settings: DemoSettings, progress, log) -> DemoResult:
     log(f"1/4 Generating a phantom cohort of {settings.cases} small cases (seed {settings.seed}) ...")
     cohort = generate_cohort(out / "cohort", settings.cases, settings.seed, settings_for("small"), force=True)
     case = next((c for c in cohort.cases if c.metadata["agreement"]["volume_ml"]["truth"] > 0), None)
     if case is None:
         raise OsteoSegError("the demo cohort has no case with a lesion", path=cohort.root)
     overview = write_overview(cohort, case.case_id, out)
+    folder.record(overview.name)
 
     log(f"2/4 {settings.folds}-fold cross-validation: Model A and Model B x CT / PET / CT+PET "
         f"(width {settings.width}, {settings.epochs} epochs) ...")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-from pathlib import Path
 
 from ..model.devices import DEVICE_CHOICES
 from .command import add_command
@@ -13,45 +12,59 @@ from .train import add_training_options, training_settings_from
 REPORT_FOLDER = "report"
 
 
-def run_crossval(arguments) -> int:
-    import shutil
+CROSSVAL_OUTPUTS = ("models", "predictions", REPORT_FOLDER)
 
+
+def run_crossval(arguments) -> int:
     from ..data.cohort import load_cohort
     from ..errors import OsteoSegError
     from ..evaluation.cross_validation import cross_validate
     from ..evaluation.report import write_report
     from ..model.slice_data import parse_inputs
+    from ..outputs import OutputFolder
     from ..progress import TerminalProgress
 
-    out = Path(arguments.out)
     inputs = [parse_inputs(text) for text in arguments.inputs]
     settings = training_settings_from(arguments)
     cohort = load_cohort(arguments.cohort)
-    if (out / REPORT_FOLDER).exists() and not arguments.force:
-        raise OsteoSegError("a report is already there; pass --force to start the cross-validation over",
-                            path=out / REPORT_FOLDER)
-    if arguments.force and out.exists():
-        shutil.rmtree(out)
-    result = cross_validate(cohort, arguments.labels, inputs, arguments.folds, settings, out,
-                            split_seed=settings.split_seed, progress=TerminalProgress())
-    report = write_report(result, out / REPORT_FOLDER, command=shlex.join(["osteoseg", *sys.argv[1:]]))
+    with OutputFolder(arguments.out, inputs=[cohort.root], command="crossval") as folder:
+        if arguments.force:
+            folder.clear()
+        folder.refuse_foreign("cross-validation folder")
+        if (folder.path / REPORT_FOLDER).exists():
+            raise OsteoSegError("a report is already there; pass --force to start the cross-validation over",
+                                path=folder.path / REPORT_FOLDER)
+        folder.record(*CROSSVAL_OUTPUTS)
+        result = cross_validate(cohort, arguments.labels, inputs, arguments.folds, settings, folder.path,
+                                split_seed=settings.split_seed, progress=TerminalProgress())
+        report = write_report(result, folder.path / REPORT_FOLDER,
+                              command=shlex.join(["osteoseg", *sys.argv[1:]]))
     print(f"report: {report / 'report.md'}")
-    print(f"models: {out / 'models'}   predictions: {out / 'predictions'}")
+    print(f"models: {folder.path / 'models'}   predictions: {folder.path / 'predictions'}")
     return 0
 
 
 def run_evaluate(arguments) -> int:
     from ..data.cohort import load_cohort
+    from ..errors import OsteoSegError
     from ..evaluation.cross_validation import evaluate_model_set
     from ..evaluation.report import write_report
     from ..model.package import load_model_set
+    from ..outputs import OutputFolder
     from ..progress import TerminalProgress
 
     cohort = load_cohort(arguments.cohort)
-    result = evaluate_model_set(cohort, load_model_set(arguments.models), Path(arguments.out), device=arguments.device,
-                                progress=TerminalProgress())
-    report = write_report(result, Path(arguments.out) / REPORT_FOLDER, command=shlex.join(["osteoseg", *sys.argv[1:]]),
-                          force=arguments.force)
+    models = load_model_set(arguments.models)
+    with OutputFolder(arguments.out, inputs=[cohort.root, arguments.models], command="evaluate") as folder:
+        if arguments.force:
+            folder.clear()
+        folder.refuse_foreign("evaluation folder")
+        if (folder.path / REPORT_FOLDER).exists():   # before hours of prediction, not after
+            raise OsteoSegError("a report is already there; pass --force to replace it",
+                                path=folder.path / REPORT_FOLDER)
+        folder.record("predictions", REPORT_FOLDER)
+        result = evaluate_model_set(cohort, models, folder.path, device=arguments.device, progress=TerminalProgress())
+        report = write_report(result, folder.path / REPORT_FOLDER, command=shlex.join(["osteoseg", *sys.argv[1:]]))
     print(f"report: {report / 'report.md'}")
     return 0
 
@@ -67,7 +80,8 @@ def add_evaluate_command(commands) -> None:
     evaluate.add_argument("--out", required=True, help="folder for predictions/ and report/")
     evaluate.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                           help="cuda, mps or cpu; auto takes the first present")
-    evaluate.add_argument("--force", action="store_true", help="replace an existing report")
+    evaluate.add_argument("--force", action="store_true",
+                          help="replace an earlier evaluation in --out (only what OsteoSeg wrote)")
     evaluate.set_defaults(run=run_evaluate)
 
 
@@ -85,6 +99,7 @@ def add_crossval_command(commands) -> None:
     crossval.add_argument("--inputs", nargs="+", default=["ct", "pet", "ct+pet"], help="input sets to compare")
     crossval.add_argument("--folds", type=int, default=5, help="number of folds")
     crossval.add_argument("--out", required=True, help="folder for models/, predictions/ and report/")
-    crossval.add_argument("--force", action="store_true", help="clear --out and start over")
+    crossval.add_argument("--force", action="store_true",
+                          help="start over: remove what OsteoSeg wrote in --out (nothing else)")
     add_training_options(crossval)
     crossval.set_defaults(run=run_crossval)

@@ -11,6 +11,7 @@ def run_phantom(arguments) -> int:
     from tqdm import tqdm
 
     from ..data.overview import write_cohort_case_overview
+    from ..outputs import OutputFolder
     from ..phantom import generate_cohort, settings_for
     from ..phantom.writer import check_request
 
@@ -32,8 +33,10 @@ def run_phantom(arguments) -> int:
               f"{volumes['A']:>9.1f}{volumes['B']:>9.1f}{volumes['truth']:>10.1f}  {', '.join(notes)}")
     lesion_case = next((c for c in cohort.cases if c.metadata["phantom"]["lesion"] is not None), None)
     if lesion_case is not None and not arguments.no_overview:
-        path = cohort.root / "overview.png"
-        write_cohort_case_overview(cohort, lesion_case, path)
+        with OutputFolder(cohort.root, command="phantom") as folder:
+            path = cohort.root / "overview.png"
+            write_cohort_case_overview(cohort, lesion_case, path)
+            folder.record(path.name)
         print(f"Overview of {lesion_case.case_id}: {path}")
     return 0
 

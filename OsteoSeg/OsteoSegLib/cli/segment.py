@@ -10,31 +10,56 @@ from ..model.devices import DEVICE_CHOICES
 from .command import add_command
 
 
-def segment_one(context, ct_path, pet_path, models, arguments, name: str, transform=None, case: str | None = None):
-    """Read, align, segment and write one patient; prints what was made."""
-    import SimpleITK as sitk
-
+def segment_one(context, ct_path, pet_path, models, arguments, folder, name: str, transform=None,
+                case: str | None = None) -> bool:
+    """Read, align, segment and write one patient; prints what was made. A finished result of the same
+    name is kept (False: skipped in a batch, an error for one patient) unless --force; an unfinished
+    one (interrupted) is replaced."""
     from ..alignment.registration import register_rigid
     from ..data.io import read_image
+    from ..errors import OsteoSegError
     from ..inference.segment import segment_images
-    from ..scene.segment_output import write_segmentation
+    from ..scene.segment_output import clear_result, finished_outputs, write_segmentation
 
+    model_names = [model.name for model in models]
+    if finished_outputs(folder.path, name) and not arguments.force:
+        if arguments.cohort:
+            print(f"{name}: already segmented in {folder.path} (kept; --force redoes it)")
+            return False
+        raise OsteoSegError(f"an earlier result {name!r} is in the way; choose another output folder or name, "
+                            "or pass --force to replace it", path=folder.path)
+    clear_result(folder, name, model_names)
     ct = read_image(ct_path, case=case) if ct_path else None
     pet = read_image(pet_path, case=case) if pet_path else None
     if arguments.align == "rigid" and ct is not None and pet is not None:
         transform = register_rigid(ct, pet, case=case).transform
     elif arguments.transform:
-        transform = sitk.ReadTransform(arguments.transform)
+        transform = read_transform(arguments.transform)
     result = segment_images(ct, pet, models, transform=transform, device=arguments.device,
                             threshold=arguments.threshold, batch_size=arguments.batch_size, case=case,
                             backend=arguments.backend)
-    paths = write_segmentation(context, ct if ct is not None else pet, result, arguments.out, name,
-                               nifti=arguments.nifti, probabilities=arguments.probabilities)
+    paths = write_segmentation(context, ct if ct is not None else pet, result, folder.path, name,
+                               nifti=arguments.nifti, probabilities=arguments.probabilities, folder=folder)
     volumes = ", ".join(f"{m.name} {int(result.masks[m.name].sum())} voxels" for m in models)
     where = f"{result.device}, {result.backend}"
     print(f"{name}: {volumes} (threshold {result.threshold}, {where}, {result.seconds:.1f} s)")
     for role, path in paths.items():
         print(f"  {role}: {path}")
+    return True
+
+
+def read_transform(path):
+    """A transform file, or one clear error naming it."""
+    import SimpleITK as sitk
+
+    from ..data.integrity import check_input_path
+    from ..errors import OsteoSegError
+
+    path = check_input_path(path, kind="transform file")
+    try:
+        return sitk.ReadTransform(str(path))
+    except RuntimeError as error:
+        raise OsteoSegError(f"not a readable transform ({str(error).strip().splitlines()[-1]})", path=path) from None
 
 
 def run_segment(arguments) -> int:
@@ -42,31 +67,38 @@ def run_segment(arguments) -> int:
     from ..errors import OsteoSegError
     from ..model.package import load_model_set
     from ..model.slice_data import recorded_transform
+    from ..outputs import OutputFolder
     from ..scene.mrml import create_headless_context
 
     if arguments.cohort and (arguments.ct or arguments.pet):
         raise OsteoSegError("give either --cohort or --ct/--pet, not both")
     if not arguments.cohort and arguments.ct is None and arguments.pet is None:
         raise OsteoSegError("give --ct, --pet or both (or --cohort for every case of a cohort)")
+    cohort = load_cohort(arguments.cohort) if arguments.cohort else None
+    inputs = [arguments.ct, arguments.pet, arguments.models, arguments.transform, cohort and cohort.root,
+              *([cohort.path(f) for case in cohort.cases for f in (case.ct, case.pet)] if cohort else [])]
     models = load_model_set(arguments.models)
     context = create_headless_context()
-    if not arguments.cohort:
-        name = arguments.name or Path(arguments.ct or arguments.pet).name.split(".")[0]
-        segment_one(context, arguments.ct, arguments.pet, models, arguments, name)
-        return 0
-    cohort = load_cohort(arguments.cohort)
-    for case in cohort.cases:
-        transform = None if arguments.transform else recorded_transform(cohort, case)
-        segment_one(context, cohort.path(case.ct), cohort.path(case.pet), models, arguments, case.case_id,
-                    transform=transform, case=case.case_id)
+    with OutputFolder(arguments.out, inputs=inputs, command="segment") as folder:
+        if not cohort:
+            name = arguments.name or Path(arguments.ct or arguments.pet).name.split(".")[0]
+            segment_one(context, arguments.ct, arguments.pet, models, arguments, folder, name)
+            return 0
+        done = 0
+        for case in cohort.cases:
+            transform = None if arguments.transform else recorded_transform(cohort, case)
+            done += segment_one(context, cohort.path(case.ct), cohort.path(case.pet), models, arguments, folder,
+                                case.case_id, transform=transform, case=case.case_id)
+        print(f"{done} case(s) segmented, {len(cohort.cases) - done} kept from an earlier run, into {folder.path}")
     return 0
 
 
 def add_segment_command(commands) -> None:
     segment = add_command(
         commands, "segment", summary="Segment a patient (or every case of a cohort) with a model set (A and B).",
-        details="Writes <name>.seg.nrrd (Model A, Model B and where they disagree) and <name>.provenance.json; "
-                "an existing result is never overwritten.",
+        details="Writes <name>.seg.nrrd (Model A, Model B and where they disagree) and <name>.provenance.json "
+                "(written last: it marks the result finished). A finished result is kept unless --force; "
+                "with --cohort, a run that was stopped continues with the cases not yet finished.",
         examples=["osteoseg segment --ct ct.nii.gz --pet pet.nii.gz --models model-set --out results",
                   "osteoseg segment --cohort new-cases --models model-set --out results --nifti"])
     segment.add_argument("--ct", help="CT image (the reference grid)")
@@ -86,4 +118,5 @@ def add_segment_command(commands) -> None:
     segment.add_argument("--batch-size", type=int, help="slices per network batch (default: 4 on CPU, 32 on CUDA)")
     segment.add_argument("--nifti", action="store_true", help="also write each model's mask as NIfTI")
     segment.add_argument("--probabilities", action="store_true", help="also write probability maps as NIfTI")
+    segment.add_argument("--force", action="store_true", help="replace finished results (only files OsteoSeg wrote)")
     segment.set_defaults(run=run_segment)

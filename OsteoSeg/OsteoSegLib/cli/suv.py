@@ -10,7 +10,10 @@ def run_suv(arguments) -> int:
 
     from ..data.dicom import choose_series, find_series, read_pet_suv
     from ..data.io import write_image
+    from ..outputs import refuse_existing_file
 
+    if arguments.out:   # refused before reading, not after
+        refuse_existing_file(arguments.out, arguments.force)
     series = choose_series(find_series(arguments.folder), "PT", arguments.folder, uid=arguments.series)
     image, conversion = read_pet_suv(series)
     for key, value in conversion.as_dict().items():
@@ -30,4 +33,5 @@ def add_suv_command(commands) -> None:
     suv.add_argument("folder", help="folder with the PET series")
     suv.add_argument("--series", help="SeriesInstanceUID, when the folder holds several PET series")
     suv.add_argument("--out", help="write the SUV image here (.nii.gz, .nrrd, ...)")
+    suv.add_argument("--force", action="store_true", help="replace the --out file if it exists")
     suv.set_defaults(run=run_suv)

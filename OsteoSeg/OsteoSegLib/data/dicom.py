@@ -65,18 +65,22 @@ def _slice_position(header) -> float:
                         np.array(header.ImagePositionPatient, dtype=float)))
 
 
-def choose_series(series: list[Series], modality: str, folder, *, uid: str | None = None,
+def choose_series(series: list[Series], modality: str, folder, *, uid: str | None = None, uids=(),
                   case: str | None = None) -> Series:
-    """The one series of a modality (or with a given UID); several without a way to choose is an error."""
+    """The one series of a modality, or the one with the UID `uid`; among several of the modality, the
+    one whose UID is in `uids` (the --series option). Several without a way to choose is an error
+    that lists them."""
     matches = [s for s in series if (s.uid == uid if uid else s.modality == modality)]
+    if len(matches) > 1 and uids:
+        matches = [s for s in matches if s.uid in set(uids)] or matches
     if not matches:
         available = "; ".join(s.summary() for s in series) or "no DICOM series at all"
-        wanted = f"series {uid}" if uid else f"a {modality} series"
+        wanted = f"series {uid}" if uid else f"{modality} series"
         raise OsteoSegError(f"no {wanted} here (found: {available})", case=case, path=folder)
     if len(matches) > 1:
         listing = "; ".join(s.summary() for s in matches)
-        raise OsteoSegError(f"{len(matches)} {modality} series here, choose one by its SeriesInstanceUID: {listing}",
-                            case=case, path=folder)
+        raise OsteoSegError(f"{len(matches)} {modality} series here; choose one with --series and its "
+                            f"SeriesInstanceUID: {listing}", case=case, path=folder)
     return matches[0]
 
 
@@ -99,8 +103,21 @@ def read_series(series: Series, *, case: str | None = None) -> sitk.Image:
     try:
         return reader.Execute()
     except RuntimeError as error:
+        culprit = unreadable_file(series)
         raise OsteoSegError(f"cannot read DICOM series {series.uid} ({str(error).strip().splitlines()[-1]})",
-                            case=case, path=series.files[0].parent) from None
+                            case=case, path=culprit or series.files[0].parent) from None
+
+
+def unreadable_file(series: Series) -> Path | None:
+    """The first file of a series whose pixels cannot be decoded (named in the error), or None."""
+    import pydicom
+
+    for path in series.files:
+        try:
+            _ = pydicom.dcmread(path).pixel_array
+        except Exception:   # pydicom raises many types for damaged or cut-short pixel data
+            return path
+    return None
 
 
 def read_pet_suv(series: Series, *, case: str | None = None) -> tuple[sitk.Image, SuvConversion]:

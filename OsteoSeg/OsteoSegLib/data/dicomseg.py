@@ -23,9 +23,11 @@ def _volume_to_image(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
 
 
 def dicom_seg_to_masks(path: str | os.PathLike, reference: sitk.Image | None = None, *,
-                       case: str | None = None) -> dict[str, sitk.Image]:
+                       frame_of_reference: str | None = None, case: str | None = None) -> dict[str, sitk.Image]:
     """Every segment of a DICOM SEG as a mask named '<number> <label>', resampled (nearest) onto
-    `reference` when one is given, else on the SEG's own geometry."""
+    `reference` when one is given, else on the SEG's own geometry. With `frame_of_reference` (the
+    reference image's), a SEG drawn on another frame of reference is refused: its coordinates would
+    not mean the same place."""
     import highdicom
 
     path = Path(path)
@@ -35,6 +37,10 @@ def dicom_seg_to_masks(path: str | os.PathLike, reference: sitk.Image | None = N
         segmentation = highdicom.seg.segread(path)
     except Exception as error:  # highdicom raises many types for files that are not a SEG
         raise OsteoSegError(f"cannot read the DICOM SEG ({error})", case=case, path=path) from None
+    seg_frame = str(segmentation.get("FrameOfReferenceUID", ""))
+    if frame_of_reference and seg_frame != frame_of_reference:
+        raise OsteoSegError(f"the DICOM SEG is drawn on frame of reference {seg_frame or '(none)'}, not the "
+                            f"image's {frame_of_reference}", case=case, path=path)
     volume = segmentation.get_volume(combine_segments=False)
     masks = {}
     for channel, item in enumerate(segmentation.SegmentSequence):

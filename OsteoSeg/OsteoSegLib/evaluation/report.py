@@ -174,6 +174,18 @@ def overlay_cases(result: CrossValidation) -> list[tuple[str, str]]:
     return chosen
 
 
+REPORT_ENTRIES = {"report.json", "report.md", "patients.csv", "figures"}
+
+
+def is_report_folder(folder: Path) -> bool:
+    """Whether a folder holds an OsteoSeg report and nothing else."""
+    try:
+        document = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return document.get("format") == REPORT_FORMAT and {p.name for p in folder.iterdir()} <= REPORT_ENTRIES
+
+
 def write_report(result: CrossValidation, out: str | os.PathLike, *, command: str = "", force: bool = False) -> Path:
     """Write the whole report folder atomically; an existing report is replaced only with `force`."""
     out = Path(out)
@@ -181,6 +193,9 @@ def write_report(result: CrossValidation, out: str | os.PathLike, *, command: st
         raise OsteoSegError("nothing to report: no test patient was scored", path=out)
     if out.exists() and any(out.iterdir()) and not force:
         raise OsteoSegError("report folder is not empty; pass --force to replace it", path=out)
+    if out.exists() and any(out.iterdir()) and not is_report_folder(out):
+        raise OsteoSegError("this folder is not an OsteoSeg report, so it is not replaced; choose another "
+                            "folder", path=out)
     report = build_report(result, command)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

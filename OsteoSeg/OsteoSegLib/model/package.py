@@ -17,6 +17,7 @@ from ..atomic import atomic_path, write_text
 from ..data.fingerprint import sha256_file
 from ..errors import OsteoSegError
 from .network import Architecture, UNet2D, build_network
+from .preprocess import CHANNEL_ORDER
 
 WEIGHTS_FILE, CARD_FILE = "model.safetensors", "model.json"
 MODEL_FORMAT, MODEL_FORMAT_VERSION = "osteoseg-model", 1
@@ -47,11 +48,15 @@ def intent_of(label_source: str) -> str:
 
 def save_weights(state_dict: dict, path: Path) -> str:
     """Write weights as safetensors atomically; returns their sha256."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in state_dict.items()}
     with atomic_path(path) as temporary:
-        save_file(tensors, str(temporary), metadata={"format": MODEL_FORMAT})
+        try:
+            save_file(tensors, str(temporary), metadata={"format": MODEL_FORMAT})
+        except SafetensorError as error:   # how safetensors reports a failed write (a full disk, ...)
+            raise OsteoSegError(f"cannot write the weights ({error}); is the disk full?", path=path) from None
     return sha256_file(path)
 
 
@@ -86,9 +91,13 @@ def load_model_package(folder: Path) -> ModelPackage:
 
     folder = Path(folder)
     card = read_card(folder)
+    check_card(card, folder / CARD_FILE)
     weights = folder / card.get("weights_file", WEIGHTS_FILE)
     if not weights.is_file():
         raise OsteoSegError("weights file is missing", path=weights)
+    if not card.get("weights_sha256"):
+        raise OsteoSegError("the model card has no weights_sha256, so the weights cannot be verified; "
+                            "a package written by OsteoSeg always has one", path=folder / CARD_FILE)
     actual = sha256_file(weights)
     if actual != card.get("weights_sha256"):
         raise OsteoSegError(f"weights do not match the model card (sha256 {actual[:12]}..., card says "
@@ -102,6 +111,27 @@ def load_model_package(folder: Path) -> ModelPackage:
     check_state_matches(network, state, weights)
     network.load_state_dict(state)
     return ModelPackage(network.eval(), card, folder)
+
+
+def check_card(card: dict, path: Path) -> None:
+    """A card that describes a model OsteoSeg can run: known inputs, as many as the network's input
+    channels, a label source, a threshold between 0 and 1."""
+    inputs, architecture = card.get("inputs"), card.get("architecture")
+    problems = []
+    if not isinstance(inputs, list) or not inputs or not set(inputs) <= set(CHANNEL_ORDER) \
+            or len(set(inputs)) != len(inputs):
+        problems.append(f"inputs {inputs!r} are not a list of {' / '.join(CHANNEL_ORDER)}")
+    elif not isinstance(architecture, dict) or architecture.get("in_channels", 2) != len(inputs):
+        channels = architecture.get("in_channels") if isinstance(architecture, dict) else None
+        problems.append(f"inputs {'+'.join(inputs)} need {len(inputs)} input channel(s), the architecture "
+                        f"has {channels}")
+    if not isinstance(card.get("label_source"), str) or not card.get("label_source"):
+        problems.append("it names no label_source")
+    threshold = card.get("threshold", 0.5)
+    if not isinstance(threshold, int | float) or not 0 < threshold < 1:
+        problems.append(f"threshold {threshold!r} is not between 0 and 1")
+    if problems:
+        raise OsteoSegError(f"model card does not describe a usable model: {'; '.join(problems)}", path=path)
 
 
 def check_state_matches(network: torch.nn.Module, state: dict, path: Path) -> None:

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..atomic import atomic_path, current_umask
-from ..data.cohort import Case, Cohort, save_cohort
+from ..atomic import atomic_path
+from ..data.cohort import COHORT_FILE, Case, Cohort, save_cohort
 from ..data.io import write_image
 from ..errors import OsteoSegError
 from ..metrics import cohens_kappa, dice, volume_ml
+from ..outputs import LOCK_FILE, MANIFEST_FILE, OutputFolder
 from .anatomy import build_anatomy, origin_of
 from .annotators import annotate
 from .pet import ct_to_pet_transform, simulate_pet
@@ -83,10 +84,11 @@ def _generate_indexed(arguments) -> Case:
 
 
 def check_output_folder(out: Path, force: bool) -> None:
-    """Refuse to write into an existing non-empty folder unless forced."""
+    """Refuse to write into an existing non-empty folder unless forced (what forcing may remove is
+    decided by the output folder's manifest: only what OsteoSeg wrote)."""
     if out.exists() and not out.is_dir():
         raise OsteoSegError("the output exists and is not a folder", path=out)
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if out.is_dir() and any(p.name not in (MANIFEST_FILE, LOCK_FILE) for p in out.iterdir()) and not force:
         raise OsteoSegError("the output folder is not empty; choose another or pass --force to replace it",
                             path=out)
 
@@ -104,39 +106,47 @@ def check_request(out: str | os.PathLike, cases: int, seed: int, force: bool) ->
 
 def generate_cohort(out: str | os.PathLike, cases: int, seed: int, settings: PhantomSettings,
                     *, force: bool = False, workers: int | None = None, progress=None) -> Cohort:
-    """Generate `cases` cases into `out`. The cohort is built in a temporary folder beside `out` and
-    renamed into place at the end, so an interrupted run leaves no half-written cohort."""
+    """Generate `cases` cases into `out`. The cohort is built in a temporary folder inside `out` and
+    moved into place at the end, so an interrupted run leaves no half-written cohort; `force`
+    replaces an earlier cohort OsteoSeg wrote there, never anything else."""
     out = check_request(out, cases, seed, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    os.chmod(staging, 0o777 & ~current_umask())   # mkdtemp makes an owner-only folder
-    try:
-        jobs = [(index, seed, settings, str(staging)) for index in range(cases)]
-        workers = max(1, min(workers or os.cpu_count() or 1, cases))
-        if workers == 1:
-            results = []
-            for job in jobs:
-                results.append(_generate_indexed(job))
-                if progress:
-                    progress(len(results), cases)
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                results = []
-                for case in pool.map(_generate_indexed, jobs):
-                    results.append(case)
-                    if progress:
-                        progress(len(results), cases)
-        cohort = Cohort(
-            root=staging, cases=results, name=f"OsteoSeg phantom (seed {seed})",
-            description="Synthetic osteomyelitis PET-CT cohort with two annotation sources "
-                        "(A: high sensitivity, B: high specificity) and the hidden true extent.",
-            generator={"name": GENERATOR_NAME, "version": GENERATOR_VERSION, "seed": int(seed),
-                       "cases": int(cases), "settings": asdict(settings)})
-        save_cohort(cohort)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-        cohort.root = out
-        return cohort
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with OutputFolder(out, command="phantom") as folder:
+        if force:
+            folder.clear()
+        folder.refuse_foreign()
+        staging = Path(tempfile.mkdtemp(prefix=".cohort.partial-", dir=out))
+        try:
+            results = _generate_cases(staging, cases, seed, settings, workers, progress)
+            cohort = Cohort(
+                root=staging, cases=results, name=f"OsteoSeg phantom (seed {seed})",
+                description="Synthetic osteomyelitis PET-CT cohort with two annotation sources "
+                            "(A: high sensitivity, B: high specificity) and the hidden true extent.",
+                generator={"name": GENERATOR_NAME, "version": GENERATOR_VERSION, "seed": int(seed),
+                           "cases": int(cases), "settings": asdict(settings)})
+            save_cohort(cohort)
+            for entry in [case.case_id for case in results] + [COHORT_FILE]:
+                os.replace(staging / entry, out / entry)
+                folder.record(entry)
+            cohort.root = out
+            return cohort
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _generate_cases(root: Path, cases: int, seed: int, settings: PhantomSettings, workers, progress) -> list[Case]:
+    """Every case into `root`, in parallel processes when there are several cores."""
+    jobs = [(index, seed, settings, str(root)) for index in range(cases)]
+    workers = max(1, min(workers or os.cpu_count() or 1, cases))
+    results = []
+    if workers == 1:
+        for job in jobs:
+            results.append(_generate_indexed(job))
+            if progress:
+                progress(len(results), cases)
+        return results
+    with ProcessPoolExecutor(workers) as pool:
+        for case in pool.map(_generate_indexed, jobs):
+            results.append(case)
+            if progress:
+                progress(len(results), cases)
+    return results

@@ -276,8 +276,16 @@ def save_segmentation(context: MrmlContext, segmentation_node, path: str | os.Pa
     if not path.name.endswith(".seg.nrrd"):
         raise OsteoSegError("a segmentation file must end in .seg.nrrd", path=path)
     storage = context.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+
+    def readable(written):   # ITK's NRRD reader refuses a file cut short (a full disk)
+        try:
+            sitk.ReadImage(str(written))
+        except RuntimeError:
+            raise OsteoSegError("writing failed: the segmentation file on disk is incomplete (is the disk full?)",
+                                path=path) from None
+
     try:
-        with atomic_path(path) as temporary:
+        with atomic_path(path, verify=readable) as temporary:
             storage.SetFileName(str(temporary))
             if not storage.WriteData(segmentation_node):
                 raise OsteoSegError("Slicer could not write the segmentation", path=path)

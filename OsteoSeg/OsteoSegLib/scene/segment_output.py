@@ -1,6 +1,7 @@
 """A segmentation as the user receives it: one segmentation node (Model A, Model B, and where they
 disagree), named, coloured and tagged with provenance, saved as `.seg.nrrd`; optionally NIfTI masks
-and probability maps. Existing results are never overwritten."""
+and probability maps. Existing results are never overwritten without --force, and then only the
+files OsteoSeg wrote."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..atomic import write_text
+from ..data.fingerprint import sha256_file
 from ..data.io import write_image
 from ..errors import OsteoSegError
 from ..inference.segment import Segmentation
+from ..outputs import OutputFolder
 from . import mrml
 from .terminology import finding_tag
 
@@ -75,27 +78,76 @@ def output_paths(out: Path, name: str, segmentation: Segmentation, nifti: bool, 
     return paths
 
 
+def finished_outputs(out: Path, name: str) -> dict[str, Path] | None:
+    """The outputs of a finished result `name` in `out` by role, or None when there is none or it is
+    incomplete. The provenance file is written last and lists every other output with its sha256, so
+    a result whose writing was interrupted, or whose files changed since, is not taken as finished."""
+    record = Path(out) / f"{name}.provenance.json"
+    try:
+        outputs = json.loads(record.read_text(encoding="utf-8"))["outputs"]
+        paths = {role: Path(out) / entry["file"] for role, entry in outputs.items()}
+        if all(sha256_file(paths[role]) == entry["sha256"] for role, entry in outputs.items()):
+            return {**paths, "provenance": record}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def result_names(name: str, model_names) -> list[str]:
+    """Every file name a result called `name` of these models can have (NIfTI or not)."""
+    return [f"{name}.seg.nrrd", f"{name}.provenance.json",
+            *(f"{name}_{model}_{kind}.nii.gz" for model in model_names for kind in ("mask", "probability"))]
+
+
+def clear_result(folder: OutputFolder, name: str, model_names) -> None:
+    """Remove an earlier (finished or interrupted) result `name` that OsteoSeg wrote; a file of that
+    name that OsteoSeg did not write is refused, before anything is removed."""
+    present = [file for file in result_names(name, model_names) if (folder.path / file).exists()]
+    foreign = [file for file in present if not folder.owns(file)]
+    if foreign:
+        raise OsteoSegError(f"{', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} in the way and "
+                            "not written by OsteoSeg; choose another output folder or name", path=folder.path)
+    for file in present:
+        folder.remove(file)
+
+
 def write_segmentation(context: mrml.MrmlContext, ct: sitk.Image, segmentation: Segmentation, out, name: str, *,
-                       nifti: bool = False, probabilities: bool = False) -> dict[str, Path]:
-    """Write the result files (all refused up front if any exists); returns them by role."""
+                       nifti: bool = False, probabilities: bool = False,
+                       folder: OutputFolder | None = None) -> dict[str, Path]:
+    """Write the result files; returns them by role. Without a `folder` (its manifest of what OsteoSeg
+    wrote), any existing file of the result is refused; with one, the caller has cleared an earlier
+    result first. The provenance file comes last (see `finished_outputs`)."""
     out = Path(out)
     paths = output_paths(out, name, segmentation, nifti, probabilities)
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing:
         raise OsteoSegError(f"an earlier result is in the way ({', '.join(existing)}); "
-                            "choose another output folder or name", path=out)
+                            "choose another output folder or name, or pass --force to replace it", path=out)
     out.mkdir(parents=True, exist_ok=True)
+    written = {}
     with mrml.temporary_nodes(context):
         reference = mrml.volume_node_from_image(context, ct, f"{name} CT")
         node = segmentation_node(context, reference, segmentation, segment_specs(segmentation),
                                  f"{name} osteomyelitis")
         mrml.save_segmentation(context, node, paths["segmentation"])
-        write_text(paths["provenance"], node.GetAttribute(PROVENANCE_TAG) + "\n")
+        record = json.loads(node.GetAttribute(PROVENANCE_TAG))
+    written["segmentation"] = paths["segmentation"]
+    _note(folder, paths["segmentation"])
     for model in segmentation.models:
         for kind, array in (("mask", segmentation.masks[model.name]),
                             ("probability", segmentation.probabilities[model.name])):
-            if f"{kind} {model.name}" in paths:
+            role = f"{kind} {model.name}"
+            if role in paths:
                 image = sitk.GetImageFromArray(array)
                 image.CopyInformation(ct)
-                write_image(image, paths[f"{kind} {model.name}"])
+                written[role] = write_image(image, paths[role])
+                _note(folder, paths[role])
+    record["outputs"] = {role: {"file": path.name, "sha256": sha256_file(path)} for role, path in written.items()}
+    write_text(paths["provenance"], json.dumps(record, indent=1) + "\n")
+    _note(folder, paths["provenance"])
     return paths
+
+
+def _note(folder: OutputFolder | None, path: Path) -> None:
+    if folder is not None:
+        folder.record(path.name)

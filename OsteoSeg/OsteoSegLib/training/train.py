@@ -11,11 +11,11 @@ gloo on CPUs); only rank 0 writes files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import platform
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,15 +34,18 @@ from ..model.augment import AugmentationSettings, augment_batch
 from ..model.devices import autocast_dtype, choose_device, describe
 from ..model.losses import dice_bce_loss
 from ..model.network import Architecture, build_network, check_input_size
-from ..model.package import intent_of, save_model_package, save_weights
+from ..model.package import CARD_FILE, WEIGHTS_FILE, intent_of, save_model_package, save_weights
 from ..model.preprocess import CHANNEL_ORDER, PreprocessSettings
 from ..model.slice_data import SliceSet, check_label_source, join_slices, load_patient, patient_slices
+from ..outputs import OutputFolder
 from ..progress import CancelledError, Progress
 from .patient_validation import validate_patients
 
 RUN_FILE, CHECKPOINT_FILE, BEST_FILE = "run.json", "checkpoint.pt", "best.safetensors"
 METRICS_FILE, CURVE_FILE = "metrics.csv", "learning_curve.png"
 STATE_FOLDER = "training"
+# Everything a run writes into its folder (what --force may remove).
+TRAINING_OUTPUTS = (RUN_FILE, STATE_FOLDER, METRICS_FILE, CURVE_FILE, WEIGHTS_FILE, CARD_FILE)
 # What may differ between a run and its resumption (where it runs, not what it computes).
 RESUMABLE_DIFFERENCES = ("device", "precision")
 
@@ -123,16 +126,18 @@ def choose_split(cohort: Cohort, settings: TrainingSettings) -> Split:
     return kfold_splits(ids, settings.folds, seed=settings.split_seed)[settings.fold]
 
 
-def prepare_folder(out: Path, run: dict, *, resume: bool, force: bool) -> bool:
-    """Make `out` ready for this run; True when a checkpoint is to be resumed. A folder holding
-    another run, a finished run or unrelated files is refused unless `force` (which clears it)."""
+def prepare_folder(folder: OutputFolder, run: dict, *, resume: bool, force: bool) -> bool:
+    """Make the output folder ready for this run; True when a checkpoint is to be resumed. A folder
+    holding another run, a finished run or files OsteoSeg did not write is refused; `force` clears
+    what OsteoSeg wrote there (and still refuses anything else)."""
+    out = folder.path
+    if force:
+        folder.clear()
     run_file = out / RUN_FILE
-    if force and out.exists():
-        shutil.rmtree(out)
-    if out.exists() and any(out.iterdir()):
-        if not run_file.is_file():
+    if folder.contents():
+        if not run_file.is_file() or folder.foreign():
             raise OsteoSegError("output folder is not empty and holds no training run; "
-                                "choose another folder or pass --force to clear it", path=out)
+                                "choose another folder (--force only removes what OsteoSeg wrote)", path=out)
         earlier = json.loads(run_file.read_text())
         differences = [key for key in run if key not in RESUMABLE_DIFFERENCES and earlier.get(key) != run[key]]
         if differences:
@@ -145,6 +150,7 @@ def prepare_folder(out: Path, run: dict, *, resume: bool, force: bool) -> bool:
             raise OsteoSegError("output folder holds an unfinished run of these settings; pass --resume to "
                                 "continue it or --force to start over", path=out)
         return (out / STATE_FOLDER / CHECKPOINT_FILE).is_file()
+    folder.record(*TRAINING_OUTPUTS)
     (out / STATE_FOLDER).mkdir(parents=True, exist_ok=True)
     return False
 
@@ -266,7 +272,11 @@ def save_checkpoint(path: Path, network, optimizer, scheduler, state: dict) -> N
     payload = {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
                "scheduler": scheduler.state_dict(), **state}
     with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+        try:
+            torch.save(payload, temporary)
+        except RuntimeError as error:   # torch's zip writer reports a failed write (a full disk) this way
+            raise OsteoSegError(f"cannot write the checkpoint ({str(error).splitlines()[0]}); is the disk full?",
+                                path=path) from None
 
 
 def load_checkpoint(path: Path, network, optimizer, scheduler) -> dict:
@@ -328,10 +338,21 @@ def train_model(cohort: Cohort, settings: TrainingSettings, out: str | os.PathLi
     check_label_source(cohort, split.train + split.validation, settings.label)
     check_cohort(cohort, split.train + split.validation)   # every problem, before any work
     processes, device = start_processes(settings.device)
+    with contextlib.ExitStack() as stack:   # rank 0 owns the folder: one run at a time, only its own files
+        folder = stack.enter_context(OutputFolder(out, inputs=[cohort.root], command="train")) \
+            if processes.is_main else None
+        return _train(cohort, settings, out, split, processes, device, folder, resume=resume, force=force,
+                      progress=progress, name=name)
+
+
+def _train(cohort: Cohort, settings: TrainingSettings, out: Path, split: Split, processes: Processes, device,
+           folder: OutputFolder | None, *, resume: bool, force: bool, progress: Progress | None,
+           name: str | None) -> TrainingResult:
+    """The run itself, inside its output folder (see train_model)."""
     progress = (progress or Progress()) if processes.is_main else Progress()   # one voice under torchrun
     dtype = autocast_dtype(device, settings.precision)
     run = run_record(cohort, split, settings)
-    resuming = prepare_folder(out, run, resume=resume, force=force) if processes.is_main else False
+    resuming = prepare_folder(folder, run, resume=resume, force=force) if processes.is_main else False
     resuming = broadcast_flag(resuming, processes, device)
     if processes.is_main:
         write_text(out / RUN_FILE, json.dumps({**run, "status": "running"}, indent=2) + "\n")

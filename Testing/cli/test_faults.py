@@ -1,0 +1,254 @@
+"""Faults a hospital workstation meets, command by command: a full disk, a read-only share, files cut
+short, kill -9 in the middle of a run, two runs at once, --force aimed at the inputs. Each asserts:
+one clear line and exit status 2, no input changed, no half-written file under a final name, and a
+clean rerun.
+
+The full disk and the read-only share are real file systems (a tiny tmpfs, a read-only tmpfs), which
+need mount rights; without them those tests skip, saying so."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import ROOT
+from helpers import write_dicom_case
+from OsteoSegLib.data.cohort import load_cohort
+from OsteoSegLib.data.io import read_image
+from OsteoSegLib.model.package import load_model_package
+
+ENVIRONMENT = {**os.environ, "PYTHONPATH": str(ROOT / "OsteoSeg"), "OMP_NUM_THREADS": "1"}
+TRAIN = ["--width", "4", "--size", "48", "--batch-size", "4", "--learning-rate", "1e-3"]
+
+
+def osteoseg(*arguments, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "OsteoSegLib.cli", *map(str, arguments)], capture_output=True,
+                          text=True, timeout=timeout, env=ENVIRONMENT)
+
+
+def start(*arguments) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "OsteoSegLib.cli", *map(str, arguments)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENVIRONMENT)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The error a user sees: exit status 2, one line on standard error (beside progress bars), no
+    traceback."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("osteoseg: error:")]
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    error = errors[0]
+    for fragment in fragments:
+        assert fragment in error, error
+    return error
+
+
+def tree_hashes(folder) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_whole(folder) -> None:
+    """Nothing under a final name is half-written: every image reads whole, every model package loads."""
+    for path in folder.rglob("*"):
+        if ".partial" in path.name:
+            continue
+        if path.name.endswith((".nii.gz", ".nrrd")):
+            read_image(path)
+        if path.name == "model.json":
+            load_model_package(path.parent)
+
+
+@contextlib.contextmanager
+def mounted(folder, options: str):
+    """A tmpfs with these mount options at `folder` (skips the test where mounting is not allowed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip() or 'mount failed'}); "
+                    "the full-disk and read-only tests need mount rights")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def cohort(tiny_cohort, tmp_path):
+    """A private copy of the tiny phantom cohort (3 cases)."""
+    return load_cohort(shutil.copytree(tiny_cohort.root, tmp_path / "cohort"))
+
+
+def case_files(cohort):
+    case = cohort.cases[0]
+    return cohort.path(case.ct), cohort.path(case.pet)
+
+
+# ---------------------------------------------------------------- a full disk
+
+
+@pytest.mark.parametrize("command", ["align", "segment", "phantom", "train", "import-dicom"])
+def test_a_full_disk_is_one_line_and_leaves_no_file_under_a_final_name(command, cohort, model_set, tmp_path):
+    ct, pet = case_files(cohort)
+    dicom = tmp_path / "dicom"
+    if command == "import-dicom":   # small cases: they need a smaller disk to fill it
+        for name in ("P1", "P2", "P3"):
+            write_dicom_case(dicom / name)
+    before = tree_hashes(cohort.root)
+    with mounted(tmp_path / "disk", "size=8k" if command == "import-dicom" else "size=32k") as disk:
+        out = disk / "out"
+        arguments = {"align": ["align", "--ct", ct, "--pet", pet, "--method", "resample", "--out", out],
+                     "segment": ["segment", "--ct", ct, "--pet", pet, "--models", model_set, "--out", out,
+                                 "--probabilities", "--device", "cpu"],
+                     "phantom": ["phantom", out, "--cases", "1", "--shape", "48", "48", "20", "--spacing", "4", "4",
+                                 "6", "--workers", "1"],
+                     "train": ["train", cohort.root, "--label", "A", "--out", out, "--epochs", "1", *TRAIN],
+                     "import-dicom": ["cohort", "import-dicom", dicom, "--out", out]}[command]
+        error = one_line_error(osteoseg(*arguments))
+        assert "disk is full" in error or "is the disk full" in error, error
+        assert_whole(disk)
+    assert tree_hashes(cohort.root) == before
+
+
+# ---------------------------------------------------------------- a read-only share
+
+
+@pytest.mark.parametrize("command", ["align", "segment", "phantom", "train", "summary"])
+def test_a_read_only_folder_is_one_line_naming_it(command, cohort, model_set, tmp_path):
+    ct, pet = case_files(cohort)
+    with mounted(tmp_path / "share", "ro,size=1m") as share:
+        arguments = {"align": ["align", "--ct", ct, "--pet", pet, "--out", share / "out"],
+                     "segment": ["segment", "--ct", ct, "--pet", pet, "--models", model_set, "--out", share],
+                     "phantom": ["phantom", share / "out", "--cases", "1"],
+                     "train": ["train", cohort.root, "--label", "A", "--out", share / "model", *TRAIN],
+                     "summary": ["cohort", "summary", cohort.root, "--json", share / "summary.json"]}[command]
+        one_line_error(osteoseg(*arguments), "read-only", str(share))
+
+
+# ---------------------------------------------------------------- files cut short
+
+
+def test_a_file_cut_short_is_refused_by_every_command_that_reads_it(cohort, model_set, tmp_path):
+    ct, pet = case_files(cohort)
+    pet.write_bytes(pet.read_bytes()[: pet.stat().st_size // 2])       # a copy that stopped half-way
+    validated = osteoseg("cohort", "validate", cohort.root)
+    assert validated.returncode == 1 and f"{pet}: the file is cut short" in validated.stdout
+    one_line_error(osteoseg("align", "--ct", ct, "--pet", pet, "--out", tmp_path / "a"), str(pet), "cut short")
+    one_line_error(osteoseg("segment", "--ct", ct, "--pet", pet, "--models", model_set, "--out", tmp_path / "s"),
+                   str(pet), "cut short")
+    trained = osteoseg("train", cohort.root, "--label", "A", "--out", tmp_path / "m", *TRAIN)
+    assert trained.returncode == 2 and "cut short" in trained.stderr and "nothing was started" in trained.stderr
+    assert not any((tmp_path / name).exists() for name in ("a", "s", "m"))      # refused before writing
+
+
+# ---------------------------------------------------------------- kill -9, then run again
+
+
+def kill_after(process: subprocess.Popen, seconds: float) -> bool:
+    """kill -9 after `seconds` (False when the run had finished by then)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    if process.poll() is not None:
+        return False
+    process.kill()
+    process.wait()
+    return True
+
+
+@pytest.mark.parametrize("seconds", [4.0, 7.0])
+def test_training_killed_at_any_point_resumes_to_a_whole_model(cohort, tmp_path, seconds):
+    out = tmp_path / "model"
+    arguments = ["train", cohort.root, "--label", "A", "--out", out, "--epochs", "4", *TRAIN]
+    killed = kill_after(start(*arguments), seconds)
+    assert_whole(out) if out.exists() else None
+    again = osteoseg(*arguments, "--resume") if killed else None
+    if killed and again.returncode == 2:   # killed before the first checkpoint: nothing to resume
+        assert "pass --force" in again.stderr or "--resume" in again.stderr, again.stderr
+        again = osteoseg(*arguments, "--force")
+    assert again is None or again.returncode == 0, again.stderr[-2000:]
+    assert load_model_package(out).card["training"]["epochs_run"] >= 1
+    assert not [p for p in out.rglob("*") if ".partial" in p.name]
+
+
+def test_a_batch_segment_killed_at_any_point_continues_where_it_stopped(cohort, model_set, tmp_path):
+    out = tmp_path / "out"
+    arguments = ["segment", "--cohort", cohort.root, "--models", model_set, "--out", out, "--device", "cpu",
+                 "--nifti"]
+    for seconds in np.random.default_rng(3).uniform(3.0, 9.0, 2):
+        kill_after(start(*arguments), float(seconds))
+        assert_whole(out) if out.exists() else None
+    finished = osteoseg(*arguments)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    again = osteoseg(*arguments)                                          # nothing left to do
+    assert again.returncode == 0 and "0 case(s) segmented, 3 kept" in again.stdout
+    for case in cohort.cases:
+        provenance = json.loads((out / f"{case.case_id}.provenance.json").read_text())
+        for entry in provenance["outputs"].values():
+            assert hashlib.sha256((out / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+    assert not [p for p in out.iterdir() if ".partial" in p.name]
+
+
+def test_an_import_killed_at_any_point_leaves_no_half_cohort_and_runs_again(tmp_path):
+    for name in ("P1", "P2", "P3"):
+        write_dicom_case(tmp_path / "dicom" / name, seed=len(name))
+    out = tmp_path / "cohort"
+    arguments = ["cohort", "import-dicom", tmp_path / "dicom", "--out", out]
+    kill_after(start(*arguments), 3.0)
+    assert not (out / "cohort.json").exists() or load_cohort(out)
+    finished = osteoseg(*arguments, *(["--force"] if (out / "cohort.json").exists() else []))
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert len(load_cohort(out).cases) == 3 and not [p for p in out.iterdir() if ".partial" in p.name]
+
+
+# ---------------------------------------------------------------- two runs at once
+
+
+def test_a_second_segment_into_the_same_folder_is_refused_while_the_first_runs(cohort, model_set, tmp_path):
+    out = tmp_path / "out"
+    arguments = ["segment", "--cohort", cohort.root, "--models", model_set, "--out", out, "--device", "cpu"]
+    first = start(*arguments)
+    lock = out / ".osteoseg.lock"
+    for _ in range(600):
+        if lock.exists() and lock.read_text().startswith("pid"):
+            break
+        time.sleep(0.05)
+    second = osteoseg(*arguments)
+    output, errors = first.communicate(timeout=300)
+    assert first.returncode == 0, errors[-2000:]
+    if "kept from an earlier run" not in second.stdout:   # it did not start after the first had finished
+        one_line_error(second, "another OsteoSeg run is writing into this folder", f"pid {first.pid}")
+    assert sorted(p.name for p in out.glob("*.seg.nrrd")) == [f"{c.case_id}.seg.nrrd" for c in cohort.cases]
+
+
+# ---------------------------------------------------------------- --force aimed at the inputs
+
+
+def test_force_never_removes_an_input_or_a_file_osteoseg_did_not_write(cohort, model_set, tmp_path):
+    before = tree_hashes(cohort.root)
+    one_line_error(osteoseg("train", cohort.root, "--label", "A", "--out", cohort.root, "--force", *TRAIN),
+                   "is an input of this run")
+    one_line_error(osteoseg("crossval", cohort.root, "--labels", "A", "--folds", "2", "--out", tmp_path, "--force"),
+                   "holds an input of this run")
+    one_line_error(osteoseg("segment", "--cohort", cohort.root, "--models", model_set,
+                            "--out", cohort.root / "case_000", "--force"), "holds an input of this run")
+    assert tree_hashes(cohort.root) == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    for arguments in (["train", cohort.root, "--label", "A", "--out", mine, "--force", *TRAIN],
+                      ["phantom", mine, "--cases", "1", "--force"],
+                      ["cohort", "import-folders", tmp_path / "dicom-less", "--out", mine, "--ct", "x", "--pet", "y"]):
+        assert osteoseg(*arguments).returncode == 2
+    assert (mine / "notes.txt").read_text() == "my notes" and [p.name for p in mine.iterdir()] == ["notes.txt"]
+    image = sitk.ReadImage(str(cohort.path(cohort.cases[0].ct)))
+    assert image.GetSize() == (48, 48, 20)
