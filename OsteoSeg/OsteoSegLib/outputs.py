@@ -77,10 +77,11 @@ class OutputFolder:
         return self
 
     def __exit__(self, *_) -> None:
-        # A run that wrote nothing (refused, or a folder never OsteoSeg's) leaves nothing behind: its
-        # lock file goes (while still held), and the folder too when this run created it.
-        untouched = not self.entries and not (self.path / MANIFEST_FILE).exists()
+        # A run that left nothing (refused, or failed before its first output) leaves no trace: its
+        # manifest and lock file go (the lock while still held), and the folder when this run made it.
+        untouched = not any((self.path / entry).exists() for entry in self.entries)
         if untouched:
+            (self.path / MANIFEST_FILE).unlink(missing_ok=True)
             (self.path / LOCK_FILE).unlink(missing_ok=True)
         release_lock(self._lock)
         self._lock = None

@@ -26,35 +26,42 @@ from OsteoSegLib.data.cohort import load_cohort
 from OsteoSegLib.data.io import read_image
 from OsteoSegLib.model.package import load_model_package
 
-ENVIRONMENT = {**os.environ, "PYTHONPATH": str(ROOT / "OsteoSeg"), "OMP_NUM_THREADS": "1"}
 TRAIN = ["--width", "4", "--size", "48", "--batch-size", "4", "--learning-rate", "1e-3"]
 
 
 def osteoseg(*arguments, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "OsteoSegLib.cli", *map(str, arguments)], capture_output=True,
-                          text=True, timeout=timeout, env=ENVIRONMENT)
+                          text=True, timeout=timeout, env=environment())
 
 
 def start(*arguments) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "OsteoSegLib.cli", *map(str, arguments)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENVIRONMENT)
+                            stderr=subprocess.PIPE, text=True, env=environment())
+
+
+def environment() -> dict:
+    """This session's environment (its private cache folder included), one thread per process."""
+    return {**os.environ, "PYTHONPATH": str(ROOT / "OsteoSeg"), "OMP_NUM_THREADS": "1"}
 
 
 def one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    """The error a user sees: exit status 2, one line on standard error (beside progress bars), no
-    traceback."""
-    errors = [line for line in result.stderr.splitlines() if line.startswith("osteoseg: error:")]
+    """The error a user sees: exit status 2, one line on standard error (beside progress bars; several
+    problems at once come one per indented line under it), no traceback."""
+    lines = result.stderr.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("osteoseg: error:")]
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
-    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    error = errors[0]
+    assert len(starts) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    following = [line for line in lines[starts[0] + 1:] if line.startswith("  ")]
+    error = "\n".join([lines[starts[0]], *following])
     for fragment in fragments:
         assert fragment in error, error
     return error
 
 
 def tree_hashes(folder) -> dict[str, str]:
+    """Every file's hash (but the lock's, which names the last run's process)."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".osteoseg.lock"}
 
 
 def assert_whole(folder) -> None:
@@ -252,3 +259,135 @@ def test_force_never_removes_an_input_or_a_file_osteoseg_did_not_write(cohort, m
     assert (mine / "notes.txt").read_text() == "my notes" and [p.name for p in mine.iterdir()] == ["notes.txt"]
     image = sitk.ReadImage(str(cohort.path(cohort.cases[0].ct)))
     assert image.GetSize() == (48, 48, 20)
+
+
+# ---------------------------------------------------------------- outputs never replaced without --force
+
+
+def test_every_command_refuses_to_replace_its_outputs_without_force(cohort, tmp_path):
+    ct, pet = case_files(cohort)
+    for name in ("P1", "P2"):
+        write_dicom_case(tmp_path / "dicom" / name, seed=len(name))
+    nifti = tmp_path / "nifti" / "P1"                    # a one-folder-per-case layout for import-folders
+    nifti.mkdir(parents=True)
+    shutil.copy(ct, nifti / "ct.nii.gz")
+    shutil.copy(pet, nifti / "pet.nii.gz")
+    commands = {
+        "import-folders": ["cohort", "import-folders", tmp_path / "nifti", "--out", tmp_path / "folders",
+                           "--ct", "ct.nii.gz", "--pet", "pet.nii.gz"],
+        "import-dicom": ["cohort", "import-dicom", tmp_path / "dicom", "--out", tmp_path / "imported"],
+        "align": ["align", "--ct", ct, "--pet", pet, "--out", tmp_path / "aligned"],
+        "summary": ["cohort", "summary", cohort.root, "--json", tmp_path / "summary.json"],
+    }
+    for name, arguments in commands.items():
+        first = osteoseg(*arguments)
+        assert first.returncode == 0, (name, first.stderr[-2000:])
+        written = tree_hashes(tmp_path)
+        one_line_error(osteoseg(*arguments), "--force")
+        assert tree_hashes(tmp_path) == written, name                  # refused: nothing touched
+        replaced = osteoseg(*arguments, "--force")
+        assert replaced.returncode == 0, (name, replaced.stderr[-2000:])
+
+
+# ---------------------------------------------------------------- the checks of validate, in every command
+
+
+def bad_case(kind: str, ct: sitk.Image, pet: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
+    """A case as users get them wrong: swapped, an unrescaled CT, a PET that is not SUV or is empty."""
+    if kind == "swapped":
+        return pet, ct
+    if kind == "unrescaled CT":
+        return sitk.Cast(ct, sitk.sitkFloat32) + 1024.0, pet
+    if kind == "negative PET":
+        return ct, pet - 5.0
+    return ct, pet * 0.0                                                 # all-zero PET
+
+
+@pytest.mark.parametrize("kind, message", [("swapped", "does not look like a CT in HU"),
+                                           ("unrescaled CT", "no value below 0"),
+                                           ("negative PET", "PET has negative values"),
+                                           ("all-zero PET", "PET is all zero")])
+def test_segment_and_align_refuse_what_validate_refuses(cohort, model_set, tmp_path, kind, message):
+    ct_path, pet_path = case_files(cohort)
+    ct, pet = bad_case(kind, sitk.ReadImage(str(ct_path)), sitk.ReadImage(str(pet_path)))
+    sitk.WriteImage(ct, str(tmp_path / "ct.nrrd"))
+    sitk.WriteImage(pet, str(tmp_path / "pet.nrrd"))
+    one_line_error(osteoseg("segment", "--ct", tmp_path / "ct.nrrd", "--pet", tmp_path / "pet.nrrd", "--models",
+                            model_set, "--out", tmp_path / "s"), message)
+    for method in ("resample", "rigid"):
+        one_line_error(osteoseg("align", "--ct", tmp_path / "ct.nrrd", "--pet", tmp_path / "pet.nrrd", "--method",
+                                method, "--out", tmp_path / "a"), message)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "a").exists()
+
+
+# ---------------------------------------------------------------- importing DICOM
+
+
+def test_an_import_with_a_bad_case_leaves_nothing_and_names_it(tmp_path):
+    write_dicom_case(tmp_path / "dicom" / "P1")
+    write_dicom_case(tmp_path / "dicom" / "P2", structure_frame="1.2.826.0.1.3680043.2.1125.99")
+    one_line_error(osteoseg("cohort", "import-dicom", tmp_path / "dicom", "--out", tmp_path / "cohort"),
+                   "case P2", "RTSTRUCT here is drawn on another frame of reference")
+    assert not (tmp_path / "cohort").exists()                           # not even P1: no half import
+    shutil.rmtree(tmp_path / "dicom" / "P2")
+    write_dicom_case(tmp_path / "dicom" / "P2", seed=4)
+    slice_file = sorted((tmp_path / "dicom" / "P2" / "CT").iterdir())[2]
+    slice_file.write_bytes(slice_file.read_bytes()[:-300])              # pixel data cut short
+    one_line_error(osteoseg("cohort", "import-dicom", tmp_path / "dicom", "--out", tmp_path / "cohort"),
+                   "case P2", slice_file.name)
+
+
+def test_import_dicom_chooses_among_several_series_by_uid(tmp_path):
+    import pydicom
+
+    write_dicom_case(tmp_path / "dicom" / "P1")
+    shutil.copytree(tmp_path / "dicom" / "P1" / "CT", tmp_path / "dicom" / "P1" / "CT2")
+    uid = "1.2.826.0.1.3680043.2.1125.777"
+    for path in (tmp_path / "dicom" / "P1" / "CT2").iterdir():           # a second CT series
+        dataset = pydicom.dcmread(path)
+        dataset.SeriesInstanceUID = uid
+        dataset.save_as(path)
+    one_line_error(osteoseg("cohort", "import-dicom", tmp_path / "dicom", "--out", tmp_path / "c"),
+                   "2 CT series here; choose one with --series", uid)
+    chosen = osteoseg("cohort", "import-dicom", tmp_path / "dicom", "--out", tmp_path / "c", "--series", uid)
+    assert chosen.returncode == 0, chosen.stderr[-2000:]
+    assert load_cohort(tmp_path / "c").cases[0].metadata["ct_series"] == uid
+
+
+# ---------------------------------------------------------------- what the user is told
+
+
+def test_evaluate_refuses_an_existing_report_before_predicting(cohort, model_set, tmp_path):
+    out = tmp_path / "evaluation"
+    assert osteoseg("evaluate", cohort.root, "--models", model_set, "--out", out).returncode == 0
+    earlier = tree_hashes(out)
+    started = time.monotonic()
+    one_line_error(osteoseg("evaluate", cohort.root, "--models", model_set, "--out", out), "a report is already there")
+    assert tree_hashes(out) == earlier
+    assert "predicting" not in osteoseg("evaluate", cohort.root, "--models", model_set, "--out", out).stdout
+    assert time.monotonic() - started < 60
+
+
+def test_a_model_card_that_does_not_match_its_network_is_one_line(model_set, cohort, tmp_path):
+    card = json.loads((model_set / "model-B" / "model.json").read_text())
+    card["inputs"] = ["pet"]                                            # the network takes CT and PET
+    (model_set / "model-B" / "model.json").write_text(json.dumps(card))
+    ct, pet = case_files(cohort)
+    one_line_error(osteoseg("segment", "--ct", ct, "--pet", pet, "--models", model_set, "--out", tmp_path / "s"),
+                   "model.json: model card does not describe a usable model", "need 1 input channel(s)")
+
+
+def test_an_internal_error_says_where_its_details_are(tmp_path, monkeypatch, capsys):
+    from OsteoSegLib.cli import main
+    from OsteoSegLib.cli import phantom as command
+
+    def defect(arguments):
+        raise ZeroDivisionError("a defect")
+
+    monkeypatch.setattr(command, "run_phantom", defect)
+    monkeypatch.setenv("OSTEOSEG_CACHE", str(tmp_path / "cache"))
+    assert main(["phantom", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("osteoseg: internal error (ZeroDivisionError: a defect); details are in ")
+    log = error.rsplit("details are in ", 1)[1]
+    assert "Traceback" in open(log).read() and "ZeroDivisionError" in open(log).read()

@@ -73,8 +73,9 @@ def build_report(result: CrossValidation, command: str = "") -> dict:
                   "diagonal": diagonal_tests(result.rows, result.labels, inputs)},
         "agreement": {"summary": agreement_summary(result), "per_patient": result.agreement},
         "skipped": result.skipped,
-        "models": {name: {"name": card["name"], "best_epoch": card["training"]["best_epoch"],
-                          "epochs_run": card["training"]["epochs_run"], "weights_sha256": card["weights_sha256"]}
+        "models": {name: {"name": card["name"], "best_epoch": card.get("training", {}).get("best_epoch"),
+                          "epochs_run": card.get("training", {}).get("epochs_run"),
+                          "weights_sha256": card["weights_sha256"]}   # a model trained elsewhere may lack training
                    for name, card in result.model_cards.items()},
         "patients": result.rows,
     }
