@@ -391,3 +391,24 @@ def test_an_internal_error_says_where_its_details_are(tmp_path, monkeypatch, cap
     assert error.startswith("osteoseg: internal error (ZeroDivisionError: a defect); details are in ")
     log = error.rsplit("details are in ", 1)[1]
     assert "Traceback" in open(log).read() and "ZeroDivisionError" in open(log).read()
+
+
+def test_a_crossval_killed_at_any_point_finishes_when_run_again(tmp_path):
+    from conftest import TINY_SHAPE, TINY_SPACING
+    from OsteoSegLib.phantom import generate_cohort, settings_for
+
+    four = generate_cohort(tmp_path / "cohort", 4, 9, settings_for("small", shape=TINY_SHAPE, spacing=TINY_SPACING),
+                           workers=1)
+    out = tmp_path / "cv"
+    arguments = ["crossval", four.root, "--labels", "A", "--inputs", "pet", "--folds", "2", "--epochs", "4",
+                 "--out", out, *TRAIN]
+    for seconds in np.random.default_rng(5).uniform(4.0, 10.0, 2):
+        kill_after(start(*arguments), float(seconds))
+        assert_whole(out) if out.exists() else None
+    finished = osteoseg(*arguments)
+    if finished.returncode == 2:      # a run finished before its kill: the report is there, kept
+        one_line_error(finished, "a report is already there")
+    else:
+        assert finished.returncode == 0, finished.stderr[-2000:]
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["patients_tested"] == 4 and not [p for p in out.rglob("*") if ".partial" in p.name]
