@@ -11,7 +11,7 @@ DEMO_OUT ?= demo-output
 # The workplace keeps the CPU torch wheel in /opt/wheels; elsewhere pip finds torch on its index.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: demo test lint env clean
+.PHONY: demo test lint env clean mutation
 
 env: $(STAMP)
 
@@ -33,5 +33,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Mutation testing of the core (docs/development.md); not part of `make test`: about half an hour.
+mutation: $(STAMP)
+	$(BIN)/python Testing/mutation.py
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache build/mutation

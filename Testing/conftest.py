@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "OsteoSeg"))   # also importable without `pip install -e .`
 
+from OsteoSegLib.data.cohort import load_cohort  # noqa: E402
 from OsteoSegLib.phantom import generate_cohort, settings_for  # noqa: E402
 
 # A quick grid for tests that need files, not realism (the same field of view as `small`).
@@ -44,17 +46,27 @@ def model_set(tmp_path):
     return tmp_path / "set"
 
 
+def session_cohort(tmp_path_factory, name: str, cases: int, seed: int, settings, workers=None):
+    """A phantom cohort for the test session; with $OSTEOSEG_TEST_CACHE (set by mutation runs, where
+    every mutant is a new session) generated once into that folder and re-read afterwards."""
+    cache = os.environ.get("OSTEOSEG_TEST_CACHE")
+    folder = Path(cache) / name if cache else tmp_path_factory.mktemp(name) / "cohort"
+    if cache and (folder / "cohort.json").is_file():
+        return load_cohort(folder)
+    return generate_cohort(folder, cases, seed, settings, workers=workers, force=bool(cache))
+
+
 @pytest.fixture(scope="session")
 def small_cohort(tmp_path_factory):
     """Eight cases at the `small` size (the demo's size), seed 11."""
-    return generate_cohort(tmp_path_factory.mktemp("small") / "cohort", 8, 11, settings_for("small"))
+    return session_cohort(tmp_path_factory, "small", 8, 11, settings_for("small"))
 
 
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory):
     """Three cases on a coarse grid, seed 5: for tests of files and formats."""
     settings = settings_for("small", shape=TINY_SHAPE, spacing=TINY_SPACING)
-    return generate_cohort(tmp_path_factory.mktemp("tiny") / "cohort", 3, 5, settings, workers=1)
+    return session_cohort(tmp_path_factory, "tiny", 3, 5, settings, workers=1)
 
 
 @pytest.fixture

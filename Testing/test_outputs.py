@@ -52,8 +52,8 @@ def test_force_removes_what_osteoseg_wrote_and_refuses_a_folder_with_anything_el
     (out / "notes.txt").unlink()
     with OutputFolder(out) as folder:
         folder.clear()
-        assert folder.contents() == []
-    assert json.loads((out / MANIFEST_FILE).read_text())["entries"] == []
+        assert folder.contents() == [] and json.loads((out / MANIFEST_FILE).read_text())["entries"] == []
+    assert list(out.iterdir()) == []          # nothing of OsteoSeg's left: no lock, no manifest either
 
 
 def test_an_output_folder_that_is_or_holds_an_input_is_refused(tmp_path):

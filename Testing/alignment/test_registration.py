@@ -25,6 +25,7 @@ from OsteoSegLib.phantom import generate_case, settings_for
 from OsteoSegLib.phantom.writer import case_seed
 
 
+@pytest.mark.slow
 def test_rigid_registration_recovers_the_phantom_misalignment(small_cohort):
     errors = []
     for case in small_cohort.cases[:3]:
@@ -42,6 +43,7 @@ def test_rigid_registration_recovers_the_phantom_misalignment(small_cohort):
     assert sum(before > 2.0 for before, _ in errors) >= 2, errors
 
 
+@pytest.mark.slow
 def test_rigid_registration_gives_the_same_answer_every_time(small_cohort):
     """ITK's Mattes metric sums its histogram in thread order; the registration runs ITK on one thread
     so the answer is reproducible, and gives the caller's thread setting back afterwards."""
@@ -53,6 +55,7 @@ def test_rigid_registration_gives_the_same_answer_every_time(small_cohort):
     assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == threads
 
 
+@pytest.mark.slow
 def test_refinements_do_not_wander_about_the_limb_axis(tmp_path):
     """A phantom at the real STS grids (1 mm CT, 5.47 mm PET) whose near-cylindrical limb barely
     constrains rotation about its axis: refinements with the first descent's fixed step wandered

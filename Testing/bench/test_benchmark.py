@@ -38,6 +38,7 @@ def test_bench_on_an_absent_device_says_so(capsys):
     assert "no usable CUDA GPU" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_memory_of_one_segment_is_measured_in_its_own_process(tmp_path):
     import SimpleITK as sitk
     from OsteoSegLib.bench.benchmark import own_process_peak_rss

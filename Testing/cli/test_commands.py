@@ -34,6 +34,7 @@ def test_phantom_command_reports_bad_input_in_one_line(tmp_path, capsys, argumen
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_osteosegtrain_script_runs_osteoseg_commands(tmp_path):
     """The same entry Slicer runs with --python-script, here under plain Python."""
     script = ROOT / "OsteoSegTrain" / "OsteoSegTrain.py"
@@ -95,6 +96,7 @@ def test_the_help_formatter_shows_defaults_that_the_text_does_not_state():
     assert helps["--force"].endswith("replace")
 
 
+@pytest.mark.slow
 def test_osteosegtrain_finds_the_library_in_a_packaged_extension_and_in_a_source_tree(tmp_path):
     """Slicer installs every scripted module of an extension into one folder (OsteoSegLib beside
     OsteoSegTrain.py); a clone keeps it in ../OsteoSeg."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import zipfile
 
+import pytest
 import SimpleITK as sitk
 from OsteoSegLib.cli import main
+
+pytestmark = pytest.mark.slow   # a minute: never in mutation runs
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):

@@ -26,6 +26,8 @@ from OsteoSegLib.data.cohort import load_cohort
 from OsteoSegLib.data.io import read_image
 from OsteoSegLib.model.package import load_model_package
 
+pytestmark = pytest.mark.slow   # subprocesses and kills: minutes; never in mutation runs
+
 TRAIN = ["--width", "4", "--size", "48", "--batch-size", "4", "--learning-rate", "1e-3"]
 
 

@@ -33,6 +33,7 @@ def crossval(six_cases, tmp_path_factory):
     return out, cross_validate(six_cases, ("A", "B"), (("pet",), ("ct", "pet")), 2, TINY, out)
 
 
+@pytest.mark.slow
 def test_every_patient_is_tested_once_per_model_and_scored_against_every_source(crossval, six_cases):
     _, result = crossval
     cases = {case.case_id for case in six_cases.cases}
@@ -46,6 +47,7 @@ def test_every_patient_is_tested_once_per_model_and_scored_against_every_source(
     assert set(folds.values()) == {0, 1}
 
 
+@pytest.mark.slow
 def test_report_has_both_tables_figures_and_every_patient(crossval, tmp_path):
     out, result = crossval
     folder = write_report(result, tmp_path / "report")
@@ -65,6 +67,7 @@ def test_report_has_both_tables_figures_and_every_patient(crossval, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report")]   # no staging left behind
 
 
+@pytest.mark.slow
 def test_finished_models_are_reused_and_other_settings_refused(crossval, six_cases):
     out, result = crossval
     again = cross_validate(six_cases, ("A",), (("pet",),), 2, TINY, out)   # loads, trains nothing
@@ -74,6 +77,7 @@ def test_finished_models_are_reused_and_other_settings_refused(crossval, six_cas
         cross_validate(six_cases, ("A",), (("pet",),), 2, replace(TINY, epochs=3), out)
 
 
+@pytest.mark.slow
 def test_a_patient_without_a_label_source_is_skipped_and_counted(six_cases, tmp_path):
     copy = tmp_path / "cohort"
     shutil.copytree(six_cases.root, copy)
@@ -85,6 +89,7 @@ def test_a_patient_without_a_label_source_is_skipped_and_counted(six_cases, tmp_
     assert not [r for r in result.rows if r["case"] == cohort.cases[0].case_id and r["reference"] == "B"]
 
 
+@pytest.mark.slow
 def test_crossval_refuses_what_it_cannot_do(six_cases, tmp_path):
     with pytest.raises(OsteoSegError, match="appear in no case"):
         cross_validate(six_cases, ("C",), (("pet",),), 2, TINY, tmp_path / "a")
@@ -96,6 +101,7 @@ def test_crossval_refuses_what_it_cannot_do(six_cases, tmp_path):
         cross_validate(empty, ("A",), (("pet",),), 2, TINY, tmp_path / "c")
 
 
+@pytest.mark.slow
 def test_crossval_and_segment_commands(crossval, six_cases, tmp_path, capsys):
     out, _ = crossval
     model_set = tmp_path / "set"
@@ -115,6 +121,7 @@ def test_crossval_and_segment_commands(crossval, six_cases, tmp_path, capsys):
     assert "appear in no case" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_and_batch_segment_commands(crossval, six_cases, tmp_path, capsys):
     out, _ = crossval
     model_set = tmp_path / "set"
@@ -129,3 +136,25 @@ def test_evaluate_and_batch_segment_commands(crossval, six_cases, tmp_path, caps
     assert sorted(p.name for p in (tmp_path / "batch").glob("*.seg.nrrd")) == sorted(
         f"{case.case_id}.seg.nrrd" for case in six_cases.cases)
     capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_a_report_killed_while_written_leaves_only_a_temporary_that_the_next_run_clears(crossval, tmp_path,
+                                                                                        monkeypatch):
+    """As after kill -9 (no clean-up runs): the staging folder must carry the temporary mark."""
+    from OsteoSegLib.evaluation import report as module
+    from OsteoSegLib.outputs import OutputFolder
+
+    _, result = crossval
+
+    def killed(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "write_matrix_heatmap", killed)
+    monkeypatch.setattr(module.shutil, "rmtree", lambda *_, **__: None)     # no clean-up, as after kill -9
+    with pytest.raises(KeyboardInterrupt):
+        write_report(result, tmp_path / "cv" / "report")
+    monkeypatch.undo()
+    assert [p.name.startswith(".report.partial-") for p in (tmp_path / "cv").iterdir()] == [True]
+    with OutputFolder(tmp_path / "cv") as folder:
+        assert folder.contents() == []

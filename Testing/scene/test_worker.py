@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 import SimpleITK as sitk
 from helpers import oblique_ct_with_mask
 from OsteoSegLib.scene.worker import load_result
 from OsteoSegLib.scene.worker_job import SegmentationJob
 
 
+@pytest.mark.slow
 def test_worker_process_reports_progress_and_its_result_loads(model_set, tmp_path):
     ct, _ = oblique_ct_with_mask()
     pet = sitk.Resample(sitk.Cast(ct > 0, sitk.sitkFloat32) * 5.0, ct)

@@ -38,6 +38,7 @@ def trained_pair(small_cohort, tmp_path_factory):
     return {label: train_model(small_cohort, replace(QUICK, label=label), out / label) for label in "AB"}
 
 
+@pytest.mark.slow
 def test_a_narrow_network_beats_the_baselines_on_its_validation_patients(trained_pair):
     for label, result in trained_pair.items():
         validation = result.card["validation"]
@@ -50,6 +51,7 @@ def test_a_narrow_network_beats_the_baselines_on_its_validation_patients(trained
         assert validation["dice_mean"] > baselines["pet_suv_2.5"]["dice_mean"]
 
 
+@pytest.mark.slow
 def test_model_a_predicts_larger_volumes_than_model_b(trained_pair, small_cohort):
     models = {label: load_model_package(result.folder) for label, result in trained_pair.items()}
     split = trained_pair["A"].card["training"]["split"]
@@ -64,6 +66,7 @@ def test_model_a_predicts_larger_volumes_than_model_b(trained_pair, small_cohort
     assert ratios and min(ratios) > 1.0
 
 
+@pytest.mark.slow
 def test_model_package_records_what_a_reviewer_needs(trained_pair):
     result = trained_pair["B"]
     card = json.loads((result.folder / "model.json").read_text())
@@ -169,6 +172,7 @@ def test_train_command_single_modality_and_bad_input(tiny_cohort, tmp_path, caps
     assert "cohort.json" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_two_process_ddp_training_on_cpu(tiny_cohort, tmp_path):
     """torchrun with the gloo backend on loopback: both processes train, rank 0 writes the package."""
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))

@@ -19,9 +19,10 @@ def segment_one(context, ct_path, pet_path, models, arguments, folder, name: str
     from ..data.io import read_image
     from ..errors import OsteoSegError
     from ..inference.segment import segment_images
+    from ..model.ensemble import group_models
     from ..scene.segment_output import clear_result, finished_outputs, write_segmentation
 
-    model_names = [model.name for model in models]
+    model_names = [group.name for group in group_models(models)]   # the outputs are named per group
     if finished_outputs(folder.path, name) and not arguments.force:
         if arguments.cohort:
             print(f"{name}: already segmented in {folder.path} (kept; --force redoes it)")
@@ -40,7 +41,7 @@ def segment_one(context, ct_path, pet_path, models, arguments, folder, name: str
                             backend=arguments.backend)
     paths = write_segmentation(context, ct if ct is not None else pet, result, folder.path, name,
                                nifti=arguments.nifti, probabilities=arguments.probabilities, folder=folder)
-    volumes = ", ".join(f"{m.name} {int(result.masks[m.name].sum())} voxels" for m in models)
+    volumes = ", ".join(f"{g.name} {int(result.masks[g.name].sum())} voxels" for g in result.models)
     where = f"{result.device}, {result.backend}"
     print(f"{name}: {volumes} (threshold {result.threshold}, {where}, {result.seconds:.1f} s)")
     for role, path in paths.items():

@@ -50,6 +50,18 @@ def run_train(arguments) -> int:
     return 0
 
 
+def fold_value(text: str):
+    """--fold: a fold number or 'all'."""
+    import argparse
+
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fold number or 'all', got {text!r}") from None
+
+
 def add_train_command(commands) -> None:
     train = add_command(
         commands, "train", summary="Train one model (a label source and inputs) on a cohort into a model package.",
@@ -58,13 +70,15 @@ def add_train_command(commands) -> None:
                 "shared over the processes (DDP).",
         examples=["osteoseg train my-cohort --label A --out models/A",
                   "osteoseg train my-cohort --label B --inputs ct+pet --fold 2 --folds 5 --out cv/B-fold2",
+                  "osteoseg train my-cohort --label A --fold all --out models/A   # every patient: the model to use",
                   "torchrun --nproc-per-node 4 -m OsteoSegLib.cli train my-cohort --label A --out models/A"])
     train.add_argument("cohort", help="cohort folder (with cohort.json)")
     train.add_argument("--label", required=True, help="label source to learn, e.g. A or B")
     train.add_argument("--inputs", default="ct+pet", help="ct, pet or ct+pet")
     train.add_argument("--out", required=True, help="model package folder (empty, or a run to --resume)")
     train.add_argument("--folds", type=int, help="cross-validation: number of folds (default: 7:1:2 hold-out)")
-    train.add_argument("--fold", type=int, help="cross-validation: which fold to train, 0..folds-1")
+    train.add_argument("--fold", type=fold_value,
+                       help="which fold to train, 0..folds-1; or 'all': every patient trains (the model to use)")
     add_training_options(train)
     train.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
     train.add_argument("--force", action="store_true", help="clear --out and start over")

@@ -57,6 +57,17 @@ def kfold_splits(case_ids, folds: int, seed: int = 0, validation_fraction: float
     return splits
 
 
+def all_patients_split(case_ids, seed: int = 0, validation_fraction: float = 1 / 8) -> Split:
+    """Every patient trains a deployment model ("fold all"): a share of them (as in the folds, 1/8,
+    at least one) validates for early stopping, and none is held out to test."""
+    ids = _shuffled(case_ids, seed)
+    if len(ids) < 2:
+        raise OsteoSegError(f"training on every patient needs at least 2 (one of them validates); "
+                            f"the cohort has {len(ids)}")
+    n_validation = max(1, round(len(ids) * validation_fraction))
+    return Split(tuple(ids[n_validation:]), tuple(ids[:n_validation]), ())
+
+
 def lesion_slices(label: np.ndarray) -> np.ndarray:
     """Indices of the axial slices (axis 0) holding any lesion voxel: the training slices."""
     return np.flatnonzero(np.asarray(label).reshape(label.shape[0], -1).any(axis=1))

@@ -23,6 +23,7 @@ from ..imaging import body_mask
 from ..inference.predict import predict_probabilities
 from ..metrics import cohens_kappa, dice, patient_metrics
 from ..model.devices import autocast_dtype, choose_device
+from ..model.ensemble import ModelGroup, group_models
 from ..model.package import CARD_FILE, ModelPackage, load_model_package
 from ..model.preprocess import CHANNEL_ORDER
 from ..model.slice_data import TRUTH, load_patient
@@ -105,22 +106,26 @@ def settings_differences(recorded: dict, requested: dict) -> list[str]:
     return sorted(k for k in requested if k not in ("device", "precision") and recorded.get(k) != requested[k])
 
 
-def score_patient(cohort: Cohort, case_id: str, fold: int, models: dict[ModelKey, ModelPackage],
+def score_patient(cohort: Cohort, case_id: str, fold: int, models: dict[ModelKey, ModelPackage | ModelGroup],
                   device, dtype, predictions_folder: Path | None) -> tuple[list[dict], dict]:
-    """Predict one test patient with every model of its fold and score each against every source.
-    Returns the metric rows and the patient's volumes (for figures)."""
+    """Predict one test patient with every model of its fold (an ensemble's members averaged; all
+    networks in one input pass) and score each against every source. Returns the metric rows and
+    the patient's volumes (for figures)."""
     case = cohort.case(case_id)
     patient = load_patient(cohort, case_id, CHANNEL_ORDER, tuple(sorted(case.labels)), with_truth=True)
     sources = sorted(patient.labels)
-    keys = list(models)
-    settings = models[keys[0]].card
-    probabilities = predict_probabilities(
-        [(models[k].network.to(device), [CHANNEL_ORDER.index(n) for n in k.inputs]) for k in keys],
-        patient.channels, size=settings["preprocessing"]["size"], device=device, dtype=dtype)
+    groups = {key: model if isinstance(model, ModelGroup) else ModelGroup([model]) for key, model in models.items()}
+    settings = next(iter(groups.values())).card
+    networks = [(member.network.to(device), [CHANNEL_ORDER.index(n) for n in key.inputs])
+                for key, group in groups.items() for member in group.members]
+    probabilities = iter(predict_probabilities(networks, patient.channels, size=settings["preprocessing"]["size"],
+                                               device=device, dtype=dtype))
     region = body_mask(patient.ct_hu)
     rows, predictions = [], {}
-    for key, probability in zip(keys, probabilities, strict=True):
-        mask = (probability >= models[key].card["threshold"]).astype(np.uint8)
+    for key, group in groups.items():
+        members = [next(probabilities) for _ in group.members]
+        probability = members[0] if len(members) == 1 else np.mean(members, axis=0)
+        mask = (probability >= group.threshold).astype(np.uint8)
         predictions[key] = mask
         if predictions_folder is not None:
             save_prediction(patient.ct, mask, predictions_folder / case_id / f"{key.label}_{key.inputs_name}.nii.gz")
@@ -228,9 +233,8 @@ def evaluate_model_set(cohort: Cohort, models: list[ModelPackage], out: Path, *,
     progress = progress or Progress()
     check_not_empty(cohort)
     check_cohort(cohort, [case.case_id for case in cohort.cases])
-    keyed = {ModelKey(0, m.card["label_source"], tuple(m.inputs)): m for m in models}
-    if len(keyed) != len(models):
-        raise OsteoSegError("the model set holds two models of the same label source and inputs")
+    groups = group_models(models)   # several models of one label source and inputs: an ensemble
+    keyed = {ModelKey(0, group.label_source, tuple(group.inputs)): group for group in groups}
     compute = choose_device(device)
     labels = tuple(dict.fromkeys(key.label for key in keyed))
     scores = Scores()
@@ -240,4 +244,4 @@ def evaluate_model_set(cohort: Cohort, models: list[ModelPackage], out: Path, *,
                            progress)
     inputs = tuple(dict.fromkeys(key.inputs_name for key in keyed))
     return CrossValidation(scores.rows, scores.agreement, scores.skipped, scores.volumes,
-                           {m.name: m.card for m in models}, labels, inputs, 0, cohort.name)
+                           {group.name: group.card for group in groups}, labels, inputs, 0, cohort.name)

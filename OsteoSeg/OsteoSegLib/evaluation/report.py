@@ -199,7 +199,7 @@ def write_report(result: CrossValidation, out: str | os.PathLike, *, command: st
                             "folder", path=out)
     report = build_report(result, command)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))   # cleared if killed
     try:
         figures = staging / "figures"
         figures.mkdir()

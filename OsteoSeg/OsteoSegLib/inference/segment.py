@@ -14,6 +14,7 @@ from ..data.cohort_validate import check_images
 from ..errors import OsteoSegError
 from ..imaging import body_mask, check_overlap, resample_onto
 from ..model.devices import choose_device, describe, inference_dtype
+from ..model.ensemble import ModelGroup, group_models
 from ..model.package import ModelPackage
 from ..model.preprocess import CHANNEL_ORDER, InputVolume, PreprocessSettings
 from ..progress import Progress
@@ -27,11 +28,12 @@ BATCH_BY_DEVICE = {"cuda": 32, "mps": 16, "cpu": 4}
 
 @dataclass
 class Segmentation:
-    """Per model (by name): the lesion probability and the mask, (z, y, x) on the CT grid."""
+    """Per model group (a model, or an ensemble of several of one label source and inputs, by its
+    name): the lesion probability and the mask, (z, y, x) on the CT grid."""
 
     probabilities: dict[str, np.ndarray]
     masks: dict[str, np.ndarray]
-    models: list[ModelPackage]
+    models: list[ModelGroup]
     threshold: float
     device: str
     seconds: float
@@ -116,6 +118,7 @@ def segment_images(ct: sitk.Image | None, pet: sitk.Image | None, models: list[M
     compute_device = usable_device(device, device_fallback, progress)
     timer = timer or StageTimer(compute_device)
     settings = check_model_set(models)
+    groups = group_models(models)   # members of one label source and inputs are averaged
     inputs = needed_inputs(models, {"ct": ct is not None, "pet": pet is not None}, case)
     reference = ct if ct is not None else pet
     with timer.stage("align"):
@@ -134,9 +137,10 @@ def segment_images(ct: sitk.Image | None, pet: sitk.Image | None, models: list[M
                                                        batch_size=batch_size or BATCH_BY_DEVICE[compute_device.type],
                                                        dtype=dtype, progress=progress, slices=slices, box=box,
                                                        timer=timer, channels_last=engine == "torch")
-    named = {model.name: p for model, p in zip(models, probabilities, strict=True)}
     with timer.stage("map back"):
-        masks = {model.name: (named[model.name] >= (threshold if threshold is not None else model.card["threshold"]))
-                 .astype(np.uint8) for model in models}
-    return Segmentation(named, masks, models, threshold if threshold is not None else models[0].card["threshold"],
+        by_model = {model.name: p for model, p in zip(models, probabilities, strict=True)}
+        averaged = {group.name: group.average(by_model) for group in groups}
+        masks = {group.name: (averaged[group.name] >= (threshold if threshold is not None else group.threshold))
+                 .astype(np.uint8) for group in groups}
+    return Segmentation(averaged, masks, groups, threshold if threshold is not None else groups[0].threshold,
                         describe(torch.device(used_device)), time.perf_counter() - started, describe_backend(engine))

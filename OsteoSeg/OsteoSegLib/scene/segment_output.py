@@ -27,10 +27,11 @@ PROVENANCE_TAG = "OsteoSeg.provenance"
 
 
 def provenance(segmentation: Segmentation) -> dict:
-    """What made this result: models (name, label source, sha256, version), device and engine,
-    threshold, time."""
+    """What made this result: models (name, label source, sha256, version; for an ensemble, every
+    member's name and sha256), device and engine, threshold, time."""
     return {"models": [{"name": m.name, "label_source": m.card["label_source"], "inputs": m.card["inputs"],
-                        "weights_sha256": m.card["weights_sha256"], "osteoseg": m.card["versions"]["osteoseg"]}
+                        "weights_sha256": m.card["weights_sha256"], "osteoseg": m.card["versions"]["osteoseg"],
+                        **({"members": m.card["members"]} if len(m.card["members"]) > 1 else {})}
                        for m in segmentation.models],
             "device": segmentation.device, "backend": segmentation.backend, "threshold": segmentation.threshold,
             "seconds": round(segmentation.seconds, 3)}

@@ -21,6 +21,7 @@ from ..atomic import write_text
 from ..data.io import read_image, write_image
 from ..errors import OsteoSegError
 from ..inference.segment import Segmentation, segment_images
+from ..model.ensemble import group_models
 from ..model.package import load_model_package
 from ..progress import Progress
 
@@ -54,10 +55,10 @@ def run(arguments) -> Path:
     out = Path(arguments.out)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
-    for index, model in enumerate(models):
-        image = sitk.GetImageFromArray(result.probabilities[model.name])
+    for index, group in enumerate(result.models):   # one map per label source (an ensemble's averaged)
+        image = sitk.GetImageFromArray(result.probabilities[group.name])
         image.CopyInformation(ct)
-        files[model.name] = write_image(image, out / f"probability_{index}.nrrd").name
+        files[group.name] = write_image(image, out / f"probability_{index}.nrrd").name
     summary = {"models": [str(Path(f).resolve()) for f in arguments.models], "probability_files": files,
                "threshold": result.threshold, "device": result.device, "seconds": result.seconds,
                "backend": result.backend}
@@ -69,11 +70,11 @@ def load_result(result_file: str | Path) -> Segmentation:
     """A finished worker's result as a Segmentation (models re-loaded and re-verified)."""
     result_file = Path(result_file)
     summary = json.loads(result_file.read_text())
-    models = [load_model_package(Path(folder)) for folder in summary["models"]]
-    probabilities = {m.name: sitk.GetArrayFromImage(sitk.ReadImage(str(result_file.parent / summary[
-        "probability_files"][m.name]))) for m in models}
+    groups = group_models([load_model_package(Path(folder)) for folder in summary["models"]])
+    probabilities = {g.name: sitk.GetArrayFromImage(sitk.ReadImage(str(result_file.parent / summary[
+        "probability_files"][g.name]))) for g in groups}
     masks = {name: (p >= summary["threshold"]).astype(np.uint8) for name, p in probabilities.items()}
-    return Segmentation(probabilities, masks, models, summary["threshold"], summary["device"], summary["seconds"],
+    return Segmentation(probabilities, masks, groups, summary["threshold"], summary["device"], summary["seconds"],
                         summary["backend"])
 
 

@@ -28,7 +28,7 @@ from ..data.cohort import Cohort
 from ..data.cohort_validate import check_cohort
 from ..data.fingerprint import cohort_fingerprint
 from ..data.io import csv_text
-from ..data.splits import Split, holdout_split, kfold_splits
+from ..data.splits import Split, all_patients_split, holdout_split, kfold_splits
 from ..errors import OsteoSegError
 from ..model.augment import AugmentationSettings, augment_batch
 from ..model.devices import autocast_dtype, choose_device, describe
@@ -44,6 +44,7 @@ from .patient_validation import validate_patients
 RUN_FILE, CHECKPOINT_FILE, BEST_FILE = "run.json", "checkpoint.pt", "best.safetensors"
 METRICS_FILE, CURVE_FILE = "metrics.csv", "learning_curve.png"
 STATE_FOLDER = "training"
+ALL_PATIENTS = "all"   # --fold all: a deployment model trained on every patient
 # Everything a run writes into its folder (what --force may remove).
 TRAINING_OUTPUTS = (RUN_FILE, STATE_FOLDER, METRICS_FILE, CURVE_FILE, WEIGHTS_FILE, CARD_FILE)
 # What may differ between a run and its resumption (where it runs, not what it computes).
@@ -67,8 +68,8 @@ class TrainingSettings:
     base_width: int = 64
     seed: int = 0
     split_seed: int = 0
-    folds: int | None = None      # None: the method's 7:1:2 hold-out split
-    fold: int | None = None
+    folds: int | None = None      # None: the method's 7:1:2 hold-out split (or every patient, fold "all")
+    fold: int | str | None = None  # 0..folds-1, or "all": every patient trains, none is held out
     threshold: float = 0.5
     device: str = "auto"
     precision: str = "auto"
@@ -103,9 +104,12 @@ def check_settings(settings: TrainingSettings) -> None:
               (settings.base_width >= 1, "network width must be at least 1"),
               (settings.learning_rate > 0, "learning rate must be positive"),
               (0.0 < settings.threshold < 1.0, "threshold must lie strictly between 0 and 1"),
-              ((settings.folds is None) == (settings.fold is None), "--fold and --folds go together"),
-              (settings.folds is None or 0 <= (settings.fold or 0) < settings.folds,
-               f"fold must be in 0..{(settings.folds or 1) - 1}")]
+              (settings.fold != ALL_PATIENTS or settings.folds is None, "--fold all takes no --folds"),
+              (settings.fold == ALL_PATIENTS or (settings.folds is None) == (settings.fold is None),
+               "--fold and --folds go together"),
+              (settings.fold in (None, ALL_PATIENTS) or (isinstance(settings.fold, int) and settings.folds
+                                                         and 0 <= settings.fold < settings.folds),
+               f"fold must be in 0..{(settings.folds or 1) - 1} or 'all'")]
     for ok, problem in checks:
         if not ok:
             raise OsteoSegError(problem)
@@ -121,6 +125,8 @@ def check_settings(settings: TrainingSettings) -> None:
 def choose_split(cohort: Cohort, settings: TrainingSettings) -> Split:
     """The patient-wise split this run trains, validates and (later) tests on."""
     ids = [case.case_id for case in cohort.cases]
+    if settings.fold == ALL_PATIENTS:
+        return all_patients_split(ids, seed=settings.split_seed)
     if settings.folds is None:
         return holdout_split(ids, seed=settings.split_seed)
     return kfold_splits(ids, settings.folds, seed=settings.split_seed)[settings.fold]
@@ -423,7 +429,8 @@ def wrap_distributed(network, processes: Processes, device: torch.device):
 
 
 def default_name(settings: TrainingSettings) -> str:
-    fold = "" if settings.folds is None else f"-fold{settings.fold}of{settings.folds}"
+    fold = "-all" if settings.fold == ALL_PATIENTS else "" if settings.folds is None else \
+        f"-fold{settings.fold}of{settings.folds}"
     return f"model-{settings.label}-{'+'.join(settings.inputs)}{fold}"
 
 
@@ -475,6 +482,7 @@ def model_card(cohort, run, settings, state, validation, device, processes, name
         "training": {
             "cohort": {"name": cohort.name, "fingerprint": run["cohort"]["fingerprint"]},
             "split": run["split"], "fold": settings.fold, "folds": settings.folds,
+            "purpose": split_purpose(settings, run["split"]),
             "settings": settings.as_dict(),
             "epochs_run": state["epoch"], "best_epoch": state["best_epoch"] + 1, "stopped_early": stopped_early,
             "training_slices_per_second": float(np.median([h["slices_per_second"] for h in state["history"]])),
@@ -486,6 +494,16 @@ def model_card(cohort, run, settings, state, validation, device, processes, name
                      "safetensors": safetensors.__version__, "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def split_purpose(settings: TrainingSettings, split: dict) -> str:
+    """What the model is for, as its card says it."""
+    if settings.fold == ALL_PATIENTS:
+        return (f"deployment: trained on every patient ({len(split['train'])}); {len(split['validation'])} of them "
+                "validated for early stopping, so its validation figures are optimistic; none was held out to test")
+    if settings.folds is not None:
+        return f"cross-validation fold {settings.fold} of {settings.folds}: {len(split['test'])} patient(s) held out"
+    return f"hold-out split 7:1:2: {len(split['test'])} patient(s) held out to test"
 
 
 def with_overrides(settings: TrainingSettings, **changes) -> TrainingSettings:
