@@ -50,14 +50,16 @@ def oblique_ct_with_mask():
     return ct, mask
 
 
-def write_package(folder, source, inputs=("ct", "pet"), size=48, seed=0):
+def write_package(folder, source, inputs=("ct", "pet"), size=48, seed=0, name=None):
+    """A narrow random model package folder `folder/name` (default name: model-<source>)."""
     torch.manual_seed(seed)
     network = build_network(Architecture(len(inputs), 4))
-    card = {"name": f"model-{source}", "label_source": source, "inputs": list(inputs), "threshold": 0.5,
+    name = name or f"model-{source}"
+    card = {"name": name, "label_source": source, "inputs": list(inputs), "threshold": 0.5,
             "preprocessing": PreprocessSettings(size=size).as_dict(),
             "architecture": Architecture(len(inputs), 4).as_dict(),
             "versions": {"osteoseg": "test"}}
-    return save_model_package(folder / f"model-{source}", network.state_dict(), card)
+    return save_model_package(folder / name, network.state_dict(), card)
 
 
 class Messages(Progress):

@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 import torch
 from helpers import oblique_ct_with_mask, random_model, write_package
-from OsteoSegLib.bench.benchmark import agreement, monai_slice_inferer, network_flops, straightforward
+from OsteoSegLib.bench.benchmark import (
+    agreement,
+    ensure_ensemble_set,
+    monai_slice_inferer,
+    network_flops,
+    straightforward,
+)
 from OsteoSegLib.cli import main
 from OsteoSegLib.inference.predict import predict_probabilities, prepare_network, resize_slices
+from OsteoSegLib.model.ensemble import group_models
+from OsteoSegLib.model.package import load_model_set
 
 
 def test_flops_of_the_paper_network_per_slice():
@@ -55,3 +63,14 @@ def test_memory_of_one_segment_is_measured_in_its_own_process(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "set"]      # output removed
     with pytest.raises(OsteoSegError, match="memory figure failed"):
         own_process_peak_rss(tmp_path / "absent.nii.gz", tmp_path / "pet.nii.gz", *arguments)
+
+
+def test_an_ensemble_benchmark_set_has_k_members_per_label_source(model_set, capsys):
+    assert ensure_ensemble_set(model_set, 1) == model_set
+    folder = ensure_ensemble_set(model_set, 3)
+    groups = group_models(load_model_set(folder))
+    assert [(g.label_source, len(g.members)) for g in groups] == [("A", 3), ("B", 3)]
+    assert [m.name for m in groups[1].members] == ["model-B_member0", "model-B_member1", "model-B_member2"]
+    assert ensure_ensemble_set(model_set, 3) == folder and not list(folder.parent.glob(".*partial*"))
+    assert main(["bench", "--members", "0", "--cache", str(model_set.parent / "cache")]) == 2
+    assert "--members must be at least 1" in capsys.readouterr().err

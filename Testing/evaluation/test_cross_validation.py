@@ -158,3 +158,52 @@ def test_a_report_killed_while_written_leaves_only_a_temporary_that_the_next_run
     assert [p.name.startswith(".report.partial-") for p in (tmp_path / "cv").iterdir()] == [True]
     with OutputFolder(tmp_path / "cv") as folder:
         assert folder.contents() == []
+
+
+TINY_OPTIONS = ["--width", "4", "--epochs", "2", "--batch-size", "4", "--learning-rate", "1e-3", "--size", "48"]
+
+
+@pytest.mark.slow
+def test_fold_models_exported_as_an_ensemble_segment_and_evaluate_beside_the_estimate(six_cases, tmp_path, capsys):
+    crossval = ["crossval", str(six_cases.root), "--labels", "A", "B", "--inputs", "pet", "ct+pet", "--folds", "2",
+                "--out", str(tmp_path / "cv"), *TINY_OPTIONS]
+    assert main([*crossval, "--export-set", str(tmp_path / "set")]) == 0
+    assert "model set:" in capsys.readouterr().out
+    exported = sorted(p.name for p in (tmp_path / "set").iterdir() if not p.name.startswith("."))
+    assert exported == ["A_ct+pet_fold0", "A_ct+pet_fold1", "B_ct+pet_fold0", "B_ct+pet_fold1"]
+    folds = {name: json.loads((tmp_path / "cv" / "models" / f"fold{name[-1]}" / name[:-6] / "model.json")
+                              .read_text())["weights_sha256"] for name in exported}
+
+    # A finished cross-validation exports again without training; other settings are refused.
+    assert main([*crossval, "--export-set", str(tmp_path / "again"), "--export-inputs", "pet"]) == 0
+    assert "report:" not in capsys.readouterr().out
+    assert (tmp_path / "again" / "B_pet_fold1" / "model.json").is_file()
+    assert main([*crossval, "--epochs", "3", "--export-set", str(tmp_path / "x")]) == 2
+    assert "other settings (epochs)" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main([*crossval, "--export-set", str(tmp_path / "set")]) == 2
+    assert "already there" in capsys.readouterr().err
+    assert main([*crossval, "--export-set", str(tmp_path / "y"), "--export-inputs", "ct"]) == 2
+    assert "not among --inputs" in capsys.readouterr().err
+
+    case = six_cases.cases[0]
+    assert main(["segment", "--ct", str(six_cases.path(case.ct)), "--pet", str(six_cases.path(case.pet)),
+                 "--models", str(tmp_path / "set"), "--out", str(tmp_path / "seg"), "--nifti"]) == 0
+    provenance = json.loads((tmp_path / "seg" / "ct.provenance.json").read_text())
+    members = {m["name"]: m["weights_sha256"] for model in provenance["models"] for m in model["members"]}
+    assert members == {f"{name[:-6]}_fold{name[-1]}": sha for name, sha in folds.items()}
+    assert sorted(p.name for p in (tmp_path / "seg").glob("*.nii.gz")) == [
+        "ct_A_ct+pet_ensemble_of_2_mask.nii.gz", "ct_B_ct+pet_ensemble_of_2_mask.nii.gz"]
+
+    assert main(["evaluate", str(six_cases.root), "--models", str(tmp_path / "set"), "--out", str(tmp_path / "ev"),
+                 "--compare-crossval", str(tmp_path / "cv" / "report")]) == 0
+    out = capsys.readouterr().out
+    assert "Model A ct+pet: Dice" in out and "in cross-validation; difference" in out
+    report = json.loads((tmp_path / "ev" / "report" / "report.json").read_text())
+    entries = {(e["model"], e["metric"]): e for e in report["crossval_comparison"]["entries"]}
+    assert set(entries) == {(m, metric) for m in "AB" for metric in
+                            ("dice", "iou", "sensitivity", "specificity", "hd95_mm", "assd_mm")}
+    assert report["crossval_comparison"]["settings_differences"] == []
+    assert "Beside the cross-validation estimate" in (tmp_path / "ev" / "report" / "report.md").read_text()
+    assert main(["evaluate", str(six_cases.root), "--models", str(tmp_path / "set"), "--out", str(tmp_path / "e2"),
+                 "--compare-crossval", str(tmp_path / "again")]) == 2
+    assert "no report.json" in capsys.readouterr().err and not (tmp_path / "e2").exists()

@@ -63,6 +63,21 @@ def test_segment_adds_one_complete_segmentation_node_beside_the_ct(context, mode
     assert again.segmentation.GetName() == "patient CT osteomyelitis (2)" and again.segmentation is not node
 
 
+def test_an_ensemble_set_segments_as_one_model_a_and_b_with_every_member_in_the_provenance(context, tmp_path):
+    for seed, name in enumerate(("A_fold0", "A_fold1", "A_fold2")):
+        write_package(tmp_path / "set", "A", seed=seed, name=name)
+    write_package(tmp_path / "set", "B", seed=7)
+    ct_node, pet_node, _ = ct_and_pet(context)
+    added = segment_in_scene(context, ct_node, pet_node, tmp_path / "set", device="cpu", probabilities=True)
+    segmentation = added.segmentation.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert names == ["Model A (high sensitivity)", "Model B (high specificity)", "A only (disagreement)"]
+    provenance = json.loads(added.segmentation.GetAttribute(PROVENANCE_TAG))
+    assert [m["name"] for m in provenance["models"]] == ["A_ct+pet_ensemble_of_3", "model-B"]
+    assert [m["name"] for m in provenance["models"][0]["members"]] == ["A_fold0", "A_fold1", "A_fold2"]
+    assert len(added.probabilities) == 2     # one averaged map per label source
+
+
 def test_statistics_table_matches_a_hand_computation(context, model_set):
     ct_node, pet_node, _ = ct_and_pet(context)
     ct = mrml.image_from_volume_node(ct_node)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import oblique_ct_with_mask
+from helpers import oblique_ct_with_mask, write_package
+from OsteoSegLib.inference.segment import segment_images
+from OsteoSegLib.model.package import load_model_set
 from OsteoSegLib.scene.worker import load_result
+from OsteoSegLib.scene.worker import main as worker_main
 from OsteoSegLib.scene.worker_job import SegmentationJob
 
 
@@ -42,3 +46,23 @@ def test_a_cancelled_worker_is_gone_and_left_no_result(model_set, tmp_path):
     job.cancel()
     assert job.cancelled and not job.running
     assert not (tmp_path / "out" / "result.json").exists()
+
+
+def test_the_worker_writes_one_averaged_map_per_ensemble_and_its_result_regroups(tmp_path, capsys):
+    ct, _ = oblique_ct_with_mask()
+    pet = sitk.Resample(sitk.Cast(ct > 0, sitk.sitkFloat32) * 5.0 + 0.5, ct)
+    sitk.WriteImage(ct, str(tmp_path / "ct.nrrd"))
+    sitk.WriteImage(pet, str(tmp_path / "pet.nrrd"))
+    members = [write_package(tmp_path / "set", "A", seed=seed, name=f"A_fold{seed}") for seed in range(2)]
+    members.append(write_package(tmp_path / "set", "B", seed=5))
+    arguments = ["--ct", str(tmp_path / "ct.nrrd"), "--pet", str(tmp_path / "pet.nrrd"), "--device", "cpu",
+                 "--models", *map(str, members), "--out", str(tmp_path / "out")]
+    assert worker_main(arguments) == 0
+    capsys.readouterr()
+    result = load_result(tmp_path / "out" / "result.json")
+    assert [g.name for g in result.models] == ["A_ct+pet_ensemble_of_2", "model-B"]
+    assert [m.name for m in result.models[0].members] == ["A_fold0", "A_fold1"]
+    direct = segment_images(ct, pet, load_model_set(tmp_path / "set"), device="cpu")
+    for group in result.models:
+        np.testing.assert_allclose(result.probabilities[group.name], direct.probabilities[group.name], atol=1e-6)
+        np.testing.assert_array_equal(result.masks[group.name], direct.masks[group.name])

@@ -159,6 +159,25 @@ def test_one_label_source_missing_from_some_cases_is_named(tiny_cohort, tmp_path
         train_model(load_cohort(copy), replace(TINY, label="B"), tmp_path / "out")
 
 
+def test_fold_all_trains_on_every_patient_with_a_validation_share_and_no_test(small_cohort, tmp_path, capsys):
+    arguments = ["train", str(small_cohort.root), "--label", "B", "--width", "4", "--size", "48", "--epochs", "1",
+                 "--batch-size", "4", "--fold", "all"]
+    assert main([*arguments, "--out", str(tmp_path / "all")]) == 0
+    training = json.loads((tmp_path / "all" / "model.json").read_text())["training"]
+    split, ids = training["split"], sorted(case.case_id for case in small_cohort.cases)
+    assert split["test"] == [] and len(split["validation"]) == 1           # 8 patients: round(8 / 8)
+    assert sorted(split["train"] + split["validation"]) == ids
+    assert training["fold"] == "all" and training["purpose"].startswith("deployment: trained on every patient (7)")
+    default = choose_split(small_cohort, TINY)
+    assert len(default.test) == 2 and len(default.train) == 5              # what --fold all gives back: 7:1:2
+    capsys.readouterr()
+    assert main([*arguments, "--folds", "5", "--out", str(tmp_path / "x")]) == 2
+    assert "--fold all takes no --folds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*arguments[:-1], "some", "--out", str(tmp_path / "y")])
+    assert "expected a fold number or 'all'" in capsys.readouterr().err
+
+
 def test_train_command_single_modality_and_bad_input(tiny_cohort, tmp_path, capsys):
     arguments = ["train", str(tiny_cohort.root), "--label", "A", "--inputs", "pet", "--width", "4", "--size", "48",
                  "--epochs", "1", "--batch-size", "4"]

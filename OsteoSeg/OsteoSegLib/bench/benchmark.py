@@ -11,13 +11,16 @@ paper's width, it measures in one process:
   speed ratios and the agreement of the masks (Dice) and probabilities (max difference);
 - the agreement of the default precision with fp32 (bf16 is only the default where Dice >= 0.99);
 - with the OpenVINO backend: the one-time conversion per model, and torch's own path on the same
-  input (speed ratio and agreement), so the choice of backend is measured too.
+  input (speed ratio and agreement), so the choice of backend is measured too;
+- with `members` > 1: each label source as an ensemble of that many networks (copies of the benchmark
+  weights under other names: the cost of an ensemble, not its accuracy), all in one input pass.
 A device that is asked for and absent is an error: a benchmark never falls back silently.
 """
 
 from __future__ import annotations
 
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -94,6 +97,29 @@ def ensure_models(cache: Path, width: int) -> Path:
                 f"train_bench_models(Path({str(folder)!r}), {width})")
         subprocess.run([sys.executable, "-c", code], check=True)
     return folder / "model-set"
+
+
+def ensure_ensemble_set(model_set: Path, members: int) -> Path:
+    """The model set with every model repeated `members` times under distinct names (one ensemble
+    per label source); the same weights, so the cost is an ensemble's and the masks a single model's."""
+    import json
+
+    from ..model.package import CARD_FILE, copy_model_package
+
+    if members == 1:
+        return model_set
+    folder = model_set.parent / f"ensemble-of-{members}"
+    if folder.is_dir():
+        return folder
+    staging = model_set.parent / f".ensemble-of-{members}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    for package in sorted(p for p in model_set.iterdir() if (p / CARD_FILE).is_file()):
+        for index in range(members):
+            copy = copy_model_package(package, staging / f"{package.name}-member{index}")
+            card = json.loads((copy / CARD_FILE).read_text())
+            (copy / CARD_FILE).write_text(json.dumps({**card, "name": f"{card['name']}_member{index}"}, indent=1))
+    staging.rename(folder)
+    return folder
 
 
 def segment_files(ct_file: Path, pet_file: Path, models, device, batch_size: int | None, precision: str,
@@ -225,17 +251,20 @@ def timed(function, *args):
 
 def run_benchmark(cache: Path, *, device_name: str = "auto", width: int = 64, runs: int = 3,
                   batch_size: int | None = None, precision: str = "auto", compare: bool = True,
-                  body_only: bool = True, backend: str = "auto", log=print) -> dict:
+                  body_only: bool = True, backend: str = "auto", members: int = 1, log=print) -> dict:
     """Every figure of the benchmark as one dictionary (see the module docstring)."""
     device = choose_device(device_name)
     if device_name != "auto" and device.type != device_name.split(":")[0]:
         raise OsteoSegError(f"device {device_name!r} is not available")
     backend = choose_backend(backend, device)
+    if members < 1:
+        raise OsteoSegError(f"--members must be at least 1, got {members}")
     cache.mkdir(parents=True, exist_ok=True)
     log("preparing the full-size case and the models (cached after the first run) ...")
     ct_file, pet_file = ensure_case(cache)
-    model_set = ensure_models(cache, width)
+    model_set = ensure_ensemble_set(ensure_models(cache, width), members)
     models = load_model_set(model_set)
+    compare = compare and members == 1   # the comparisons are per network, about precision and backends
     size = check_model_set(models).size
     log("measuring the matrix-product peak ...")
     peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
@@ -269,7 +298,8 @@ def run_benchmark(cache: Path, *, device_name: str = "auto", width: int = 64, ru
     figures = {
         "device": describe(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "case": {"shape_xyz": list(ct.GetSize()), "spacing_mm": list(ct.GetSpacing()), "slices_through_network":
-                 slices_run}, "models": [m.name for m in models], "width": width, "size": size,
+                 slices_run}, "models": [m.name for m in models], "members_per_model": members, "width": width,
+        "size": size,
         "precision": str(dtype or "fp32"), "backend": describe_backend(backend),
         "openvino_conversion_s": conversion, "batch_size": batch_size, "runs": runs,
         "body_only": body_only, "network_box": list(box) if box else None,
@@ -281,7 +311,7 @@ def run_benchmark(cache: Path, *, device_name: str = "auto", width: int = 64, ru
             "bf16" if dtype == torch.bfloat16 else "fp32"],
         "other_stages_fraction_of_network": other_seconds / network_seconds,
         "peak_rss_gib": peak_rss, "peak_rss_in_process_gib": peak_rss_in_process, "peak_gpu_gib": peak_gpu,
-        "mask_voxels": {m.name: int(result.masks[m.name].sum()) for m in models},
+        "mask_voxels": {group.name: int(result.masks[group.name].sum()) for group in result.models},
     }
     if compare:
         log("running the same weights in fp32 (agreement of the default precision) ...")
@@ -310,7 +340,8 @@ def format_table(figures: dict) -> str:
     """The short table printed under the JSON."""
     crop = f", network box {figures['network_box']}" if figures.get("network_box") else ""
     lines = [f"Segment benchmark on {figures['device']} ({figures['threads']} threads){crop}, "
-             f"{'x'.join(map(str, figures['case']['shape_xyz']))} CT, 2 models at width {figures['width']}, "
+             f"{'x'.join(map(str, figures['case']['shape_xyz']))} CT, {len(figures['models'])} networks "
+             f"({figures.get('members_per_model', 1)} per label source) at width {figures['width']}, "
              f"{figures['precision']}, {figures['backend']}, batch {figures['batch_size']}, "
              f"median of {figures['runs']} runs"]
     for stage, seconds in figures["stages_s"].items():

@@ -21,7 +21,7 @@ def run_bench(arguments) -> int:
     figures = run_benchmark(Path(arguments.cache), device_name=arguments.device, width=arguments.width,
                             runs=arguments.runs, batch_size=arguments.batch_size, precision=arguments.precision,
                             compare=not arguments.no_compare, body_only=not arguments.no_body_crop,
-                            backend=arguments.backend)
+                            backend=arguments.backend, members=arguments.members)
     text = json.dumps(figures, indent=1)
     if arguments.json:
         from ..atomic import write_text
@@ -37,7 +37,8 @@ def add_bench_command(commands) -> None:
         commands, "bench", summary="Measure Segment's speed and memory on a full-size phantom case.",
         details="Prints JSON and a table: seconds per stage, FLOP/s against the measured matrix-product peak, "
                 "peak memory of one Segment, and the speed-up over a straightforward baseline and MONAI.",
-        examples=["osteoseg bench --runs 3", "osteoseg bench --device cuda --json gpu.json"])
+        examples=["osteoseg bench --runs 3", "osteoseg bench --device cuda --json gpu.json",
+                  "osteoseg bench --members 5 --no-compare   # a 5-fold ensemble per label source"])
     bench.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                        help="a named device that is absent is an error (no fallback in a benchmark)")
     bench.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
@@ -52,5 +53,7 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--cache", default=".osteoseg-bench", help="where the case and benchmark models are kept")
     bench.add_argument("--json", help="also write the figures here")
     bench.add_argument("--force", action="store_true", help="replace the --json file if it exists")
+    bench.add_argument("--members", type=int, default=1,
+                       help="networks per label source: an ensemble's cost (the comparisons run only for 1)")
     bench.add_argument("--no-compare", action="store_true", help="skip the fp32, baseline and MONAI runs")
     bench.set_defaults(run=run_bench)

@@ -56,8 +56,9 @@ def agreement_summary(result: CrossValidation) -> dict:
                            for m in ("sensitivity", "specificity")} for s in sources}}
 
 
-def build_report(result: CrossValidation, command: str = "") -> dict:
-    """Every table and every per-patient value, as one JSON-ready dictionary."""
+def build_report(result: CrossValidation, command: str = "", comparison: dict | None = None) -> dict:
+    """Every table and every per-patient value, as one JSON-ready dictionary (with the comparison
+    to a cross-validation estimate when an external evaluation was given one)."""
     inputs = main_inputs(result)
     references = references_of(result)
     return {
@@ -75,8 +76,10 @@ def build_report(result: CrossValidation, command: str = "") -> dict:
         "skipped": result.skipped,
         "models": {name: {"name": card["name"], "best_epoch": card.get("training", {}).get("best_epoch"),
                           "epochs_run": card.get("training", {}).get("epochs_run"),
-                          "weights_sha256": card["weights_sha256"]}   # a model trained elsewhere may lack training
+                          "weights_sha256": card["weights_sha256"],
+                          "settings": card.get("training", {}).get("settings")}   # absent if trained elsewhere
                    for name, card in result.model_cards.items()},
+        **({"crossval_comparison": comparison} if comparison is not None else {}),
         "patients": result.rows,
     }
 
@@ -143,6 +146,8 @@ def markdown(report: dict) -> str:
             p = "n/a" if test["p_value"] is None else f"{test['p_value']:.3g}"   # NaN is None after json_safe
             difference = "n/a" if test["median_difference"] is None else f"{test['median_difference'] * 100:.1f}"
             lines.append(f"| {name} | {test['n']} | {difference} | {p} |")
+    if "crossval_comparison" in report:
+        lines += comparison_markdown(report["crossval_comparison"])
     summary = report["agreement"]["summary"]
     if summary["pairs"]:
         lines += ["", "## Agreement between the label sources", ""]
@@ -161,6 +166,27 @@ def markdown(report: dict) -> str:
         lines += [f"![{figure['title']}]({figure['file']})", ""]
     lines += ["Per-patient values: `patients.csv`; everything: `report.json`.", ""]
     return "\n".join(lines)
+
+
+def comparison_markdown(comparison: dict) -> list[str]:
+    """The external figures beside the cross-validation estimate (different patients: unpaired CI)."""
+    lines = ["", f"## Beside the cross-validation estimate ({comparison['crossval_folds']}-fold, cohort "
+             f"{comparison['crossval_cohort']})", "",
+             "Each model on its own label source; difference = this evaluation minus the cross-validation, with "
+             "a 95% bootstrap CI (unpaired: different patients).", "",
+             "| model | metric | this evaluation | cross-validation | difference [95% CI] |", "|---|---|---|---|---|"]
+    for entry in comparison["entries"]:
+        scale = 1.0 if entry["metric"].endswith("_mm") else 100.0
+        difference, (low, high) = entry["difference"], entry["ci95"]
+        text = "n/a" if difference is None else f"{difference * scale:+.1f}"
+        if low is not None and high is not None:
+            text += f" [{low * scale:+.1f}, {high * scale:+.1f}]"
+        lines.append(f"| {entry['model']} {entry['inputs']} | {entry['metric']} | {cell(entry['external'], scale)} | "
+                     f"{cell(entry['crossval'], scale)} | {text} |")
+    if comparison["settings_differences"]:
+        lines += ["", "Not the same configuration, so the difference mixes both effects:", ""]
+        lines += [f"- {line}" for line in comparison["settings_differences"]]
+    return lines
 
 
 def overlay_cases(result: CrossValidation) -> list[tuple[str, str]]:
@@ -187,7 +213,8 @@ def is_report_folder(folder: Path) -> bool:
     return document.get("format") == REPORT_FORMAT and {p.name for p in folder.iterdir()} <= REPORT_ENTRIES
 
 
-def write_report(result: CrossValidation, out: str | os.PathLike, *, command: str = "", force: bool = False) -> Path:
+def write_report(result: CrossValidation, out: str | os.PathLike, *, command: str = "", force: bool = False,
+                 comparison: dict | None = None) -> Path:
     """Write the whole report folder atomically; an existing report is replaced only with `force`."""
     out = Path(out)
     if not result.rows:
@@ -197,7 +224,7 @@ def write_report(result: CrossValidation, out: str | os.PathLike, *, command: st
     if out.exists() and any(out.iterdir()) and not is_report_folder(out):
         raise OsteoSegError("this folder is not an OsteoSeg report, so it is not replaced; choose another "
                             "folder", path=out)
-    report = build_report(result, command)
+    report = build_report(result, command, comparison)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))   # cleared if killed
     try:

@@ -37,6 +37,18 @@ def bootstrap_ci(values: np.ndarray) -> list[float]:
     return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
 
+def difference_ci(first, second) -> list[float]:
+    """95% CI of mean(first) - mean(second) for two independent samples (different patients), by
+    percentile bootstrap resampling each sample on its own (scipy, fixed seed)."""
+    first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    if first.size < 2 or second.size < 2:
+        return [math.nan] * 2
+    result = stats.bootstrap((first, second), lambda a, b, axis=-1: a.mean(axis=axis) - b.mean(axis=axis),
+                             n_resamples=BOOTSTRAP_RESAMPLES, method="percentile", rng=np.random.default_rng(0),
+                             vectorized=True)
+    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
+
+
 def paired_wilcoxon(first: dict[str, float], second: dict[str, float]) -> dict:
     """Two-sided Wilcoxon signed-rank test on the patients both have (NaN dropped)."""
     cases = sorted(c for c in set(first) & set(second) if not (math.isnan(first[c]) or math.isnan(second[c])))

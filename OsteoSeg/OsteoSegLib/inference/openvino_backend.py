@@ -38,7 +38,7 @@ def cache_key(network: torch.nn.Module, channels: int) -> str:
     digest = hashlib.sha256(f"{network!r}|{channels}|{openvino.get_version()}|{IR_FORMAT}".encode())
     for name, tensor in network.state_dict().items():
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(tensor.detach().contiguous().view(torch.uint8).numpy())
+        digest.update(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy())   # 0-d too
     return digest.hexdigest()[:24]
 
 
