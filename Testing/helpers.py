@@ -177,8 +177,10 @@ def write_rtstruct(path, image: sitk.Image, mask: np.ndarray, uids: dict, roi: s
     _dicom_file(path, "1.2.840.10008.5.1.4.1.1.481.3", "RTSTRUCT", uids, fill)
 
 
-def write_dicom_case(folder, seed: int = 0, frame: str | None = None, structure_frame: str | None = None):
-    """A small DICOM case (CT, PET, RTSTRUCT on a box lesion): returns (CT HU, PET SUV, mask) arrays."""
+def write_dicom_case(folder, seed: int = 0, frame: str | None = None, structure_frame: str | None = None,
+                     graded: bool = False):
+    """A small DICOM case (CT, PET, RTSTRUCT on a box lesion): returns (CT HU, PET SUV, mask) arrays.
+    The lesion's SUV is 7 throughout, or with `graded` 4 + its column index (10 to 14, mean 12)."""
     from pydicom.uid import generate_uid
 
     rng = np.random.default_rng(seed)
@@ -189,7 +191,8 @@ def write_dicom_case(folder, seed: int = 0, frame: str | None = None, structure_
     ct = sitk.GetImageFromArray(hu)
     ct.SetSpacing((2.0, 1.5, 3.0))
     ct.SetOrigin((-20.0, 10.0, 5.0))
-    suv = np.where(hu > -500, 1.0, 0.1) + 6.0 * mask
+    columns = np.arange(hu.shape[2])[None, None, :]
+    suv = np.where(hu > -500, 1.0, 0.1) + mask * ((3.0 + columns) if graded else 6.0)
     pet = sitk.GetImageFromArray(suv)
     pet.CopyInformation(ct)
     study, frame = generate_uid(), frame or generate_uid()

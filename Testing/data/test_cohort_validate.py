@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from helpers import write
 from OsteoSegLib.cli import main
 from OsteoSegLib.data.cohort import Case, Cohort, save_cohort
-from OsteoSegLib.data.cohort_validate import validate_cohort
+from OsteoSegLib.data.cohort_validate import check_cohort, validate_cohort
+from OsteoSegLib.errors import OsteoSegError
 
 
 def test_validate_lists_every_problem_with_case_file_and_reason(tmp_path, capsys):
@@ -66,3 +68,49 @@ def test_validate_lists_every_problem_with_case_file_and_reason(tmp_path, capsys
     assert main(["cohort", "validate", str(tmp_path), "--require-labels", "A"]) == 1
     printed = capsys.readouterr().out
     assert "12 cases checked: 11 problem(s)" in printed and "case far_pet:" in printed
+
+
+def broken_cohort(tmp_path, cases: int) -> Cohort:
+    """`cases` cases whose CT and PET files are missing: two problems each."""
+    cohort = Cohort(tmp_path, [Case(case_id=f"c{i:02d}", ct=f"ct{i}.nii.gz", pet=f"pet{i}.nii.gz")
+                               for i in range(cases)])
+    save_cohort(cohort)
+    return cohort
+
+
+def test_work_is_refused_with_the_first_twenty_problems_and_a_count_of_the_rest(tmp_path):
+    cohort = broken_cohort(tmp_path, 11)                              # 22 problems
+    with pytest.raises(OsteoSegError) as raised:
+        check_cohort(cohort, [case.case_id for case in cohort.cases])
+    error = raised.value
+    assert error.path == str(tmp_path.resolve() / "cohort.json")
+    lines = error.problem.split("\n")
+    assert lines[0] == "22 problem(s) in the cohort; nothing was started (see 'osteoseg cohort validate'):"
+    assert lines[1] == f"  case c00: {tmp_path.resolve() / 'ct0.nii.gz'}: file not found"
+    assert lines[2] == f"  case c00: {tmp_path.resolve() / 'pet0.nii.gz'}: file not found"
+    assert len(lines) == 1 + 20 + 1 and lines[20].startswith("  case c09: ") and lines[-1] == "  ... and 2 more"
+
+
+def test_exactly_twenty_problems_are_all_shown_and_only_the_cases_asked_for_are_checked(tmp_path):
+    cohort = broken_cohort(tmp_path, 12)
+    with pytest.raises(OsteoSegError) as raised:
+        check_cohort(cohort, [f"c{i:02d}" for i in range(10)])      # 20 problems, c10 and c11 not asked
+    lines = raised.value.problem.split("\n")
+    assert lines[0].startswith("20 problem(s)") and len(lines) == 21 and "more" not in lines[-1]
+    assert not any("c10" in line or "c11" in line for line in lines)
+    check_cohort(cohort, [])                                          # nothing asked, nothing wrong
+
+
+def test_required_labels_are_checked_when_work_starts_and_an_empty_cohort_is_named(tmp_path):
+    rng = np.random.default_rng(1)
+    write(rng.integers(-1000, 1500, (8, 16, 16)).astype(np.int16), tmp_path / "ct.nii.gz")
+    write(rng.uniform(0.1, 5, (8, 16, 16)).astype(np.float32), tmp_path / "pet.nii.gz")
+    cohort = Cohort(tmp_path, [Case(case_id="p1", ct="ct.nii.gz", pet="pet.nii.gz")])
+    save_cohort(cohort)
+    check_cohort(cohort, ["p1"])
+    expected = r"cohort.json: 1 problem\(s\) in the cohort.*\n  case p1: label source 'B' is missing from this case"
+    with pytest.raises(OsteoSegError, match=expected):
+        check_cohort(cohort, ["p1"], ["B"])
+    empty = validate_cohort(Cohort(tmp_path / "nothing", []))
+    assert [(p.case, p.path, p.message) for p in empty] == [("-", str(tmp_path / "nothing"),
+                                                             "the cohort has no cases")]

@@ -16,6 +16,7 @@ from OsteoSegLib.evaluation.statistics import (
     paired_dice,
     paired_wilcoxon,
     select,
+    semi_supervised_comparison,
     summarise,
 )
 from scipy import stats
@@ -126,3 +127,16 @@ def test_the_tables_take_each_cell_from_its_own_rows():
     dual = paired_dice(rows, dict(model_label="A", reference="A", inputs="ct+pet"),
                        dict(model_label="A", reference="A", inputs="ct"))
     assert dual == modality_pairs["A: ct+pet vs ct"]
+
+
+def test_semi_supervised_comparison_pairs_each_student_with_the_dual_channel_model_of_its_fold():
+    rows = rows_of(TABLE)
+    semi = [{**row, "method": "semi-supervised", "dice": row["dice"] + gain, "sensitivity": row["dice"] + gain}
+            for row, gain in zip(select(rows, inputs="ct+pet"), [0.05, 0.1, -0.02] * 4, strict=True)]
+    table = semi_supervised_comparison(rows, semi, ("A", "B"), ("A", "B"))
+    a_on_a = table["A"]["A"]
+    assert a_on_a["supervised"]["dice"]["mean"] == pytest.approx(0.7)                 # 0.9, 0.7, 0.5
+    assert a_on_a["semi_supervised"]["dice"]["mean"] == pytest.approx(0.7 + 0.13 / 3)  # + 0.05, 0.1, -0.02
+    assert a_on_a["test"]["n"] == 3 and a_on_a["test"]["median_difference"] == pytest.approx(0.05)
+    assert table["B"]["A"]["supervised"]["dice"]["mean"] == pytest.approx(1.15 / 3)   # Model B on Label A
+    assert semi_supervised_comparison(rows, [], ("A",), ("A",)) == {}

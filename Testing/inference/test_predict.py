@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from helpers import Messages, random_model
 from OsteoSegLib.inference.predict import (
@@ -87,3 +88,39 @@ def test_out_of_memory_retries_with_smaller_batches():
     assert probability.shape == (10, 16, 16) and device == "cpu"
     assert messages.texts == ["out of GPU memory: retrying with 4 slices per batch",
                               "out of GPU memory: retrying with 2 slices per batch"]
+
+
+def test_out_of_gpu_memory_at_one_slice_continues_on_the_cpu_with_the_same_answer(monkeypatch):
+    """Driven through every step: halve the batch on the GPU down to one slice, then the CPU in fp32."""
+    from OsteoSegLib.inference import predict
+
+    real, calls = predict.predict_probabilities, []
+
+    def gpu_always_full(networks, channels, *, device, batch_size, dtype, **options):
+        calls.append((device.type, batch_size, dtype, {next(n.parameters()).device.type for n, _ in networks}))
+        if device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(networks, channels, device=device, batch_size=batch_size, dtype=dtype, **options)
+
+    monkeypatch.setattr(predict, "predict_probabilities", gpu_always_full)
+    model = random_model(seed=3)
+    channels = np.random.default_rng(2).random((3, 2, 20, 24)).astype(np.float32)
+    messages = Messages()
+    (probability,), where = predict_with_fallback([(model.network, [0, 1])], channels, size=32,
+                                                  device=torch.device("cuda"), batch_size=4,
+                                                  dtype=torch.bfloat16, progress=messages)
+    assert where == "cpu"
+    assert [c[:3] for c in calls] == [("cuda", 4, torch.bfloat16), ("cuda", 2, torch.bfloat16),
+                                      ("cuda", 1, torch.bfloat16), ("cpu", 1, None)]
+    assert calls[-1][3] == {"cpu"}
+    assert messages.texts == ["out of GPU memory: retrying with 2 slices per batch",
+                              "out of GPU memory: retrying with 1 slices per batch",
+                              "out of GPU memory even one slice at a time: continuing on the CPU"]
+    expected, = real([(model.network, [0, 1])], channels, size=32, device=torch.device("cpu"), batch_size=3)
+    np.testing.assert_allclose(probability, expected, atol=1e-6)
+
+
+def test_out_of_memory_on_the_cpu_at_one_slice_is_raised_not_retried_forever():
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        predict_with_fallback([(OutOfMemoryAbove(0), [0])], np.zeros((2, 1, 16, 16), np.float32), size=16,
+                              device=torch.device("cpu"), batch_size=2, dtype=None)

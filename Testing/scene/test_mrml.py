@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import zipfile
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,3 +220,89 @@ def test_a_segmentation_of_a_transformed_volume_is_shown_where_the_volume_is(con
     assert (nodes[1].GetSegmentation().GetConversionParameter(geometry)
             == nodes[0].GetSegmentation().GetConversionParameter(geometry))
     np.testing.assert_array_equal(mrml.masks_from_segmentation(context, nodes[1], moved)["A"], a)
+
+
+def test_a_volume_is_named_after_its_file_and_keeps_its_storage(context, tmp_path):
+    sitk.WriteImage(oblique_image(), str(tmp_path / "pet.scan.nii.gz"))
+    node = mrml.read_volume_node(context, tmp_path / "pet.scan.nii.gz")
+    assert node.GetName() == "pet" and node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA(
+        "vtkMRMLLabelMapVolumeNode")
+    assert node.GetStorageNode().GetFileName() == str(tmp_path / "pet.scan.nii.gz")
+    label = mrml.read_volume_node(context, tmp_path / "pet.scan.nii.gz", "mask", labelmap=True)
+    assert label.GetName() == "mask" and label.IsA("vtkMRMLLabelMapVolumeNode")
+    with pytest.raises(OsteoSegError) as missing:
+        mrml.read_volume_node(context, tmp_path / "none.nii.gz", case="P3")
+    assert (missing.value.case, missing.value.path, missing.value.problem) == (
+        "P3", str(tmp_path / "none.nii.gz"), "file not found")
+
+
+def test_an_unknown_colour_table_is_named(context):
+    node = mrml.volume_node_from_image(context, oblique_image(), "PET")
+    with pytest.raises(OsteoSegError, match="^colour table vtkMRMLColorTableNodeNowhere is not in the scene$"):
+        mrml.apply_color_table(context, node, "vtkMRMLColorTableNodeNowhere")
+
+
+def test_exporting_masks_leaves_no_labelmap_behind(context):
+    ct = mrml.volume_node_from_image(context, oblique_image(), "CT")
+    a, b = overlapping_masks((10, 20, 30))
+    node = mrml.segmentation_from_masks(context, ct, [mrml.SegmentSpec("A", (1, 0, 0), a),
+                                                      mrml.SegmentSpec("B", (0, 0, 1), b)], "seg")
+    labelmaps = context.scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode")
+    masks = mrml.masks_from_segmentation(context, node, ct)
+    assert context.scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == labelmaps
+    assert {name: mask.dtype for name, mask in masks.items()} == {"A": np.uint8, "B": np.uint8}
+    assert context.scene.GetFirstNodeByName("__export__") is None
+
+
+def test_segmentation_files_that_cannot_be_loaded_are_named_and_add_nothing(context, tmp_path):
+    with pytest.raises(OsteoSegError) as missing:
+        mrml.load_segmentation(context, tmp_path / "none.seg.nrrd")
+    assert (missing.value.path, missing.value.problem) == (str(tmp_path / "none.seg.nrrd"), "file not found")
+    ct = mrml.volume_node_from_image(context, oblique_image(), "CT")
+    a, _ = overlapping_masks((10, 20, 30))
+    saved = mrml.save_segmentation(context, mrml.segmentation_from_masks(
+        context, ct, [mrml.SegmentSpec("A", (1, 0, 0), a)], "x"), tmp_path / "case7.seg.nrrd")
+    (tmp_path / "text.seg.nrrd").write_text("not a segmentation")
+    data = saved.read_bytes()
+    (tmp_path / "cut.seg.nrrd").write_bytes(data[:len(data) // 2])    # Slicer's reader would end the process
+    count = context.scene.GetNumberOfNodes()
+    for name in ("text.seg.nrrd", "cut.seg.nrrd"):
+        with pytest.raises(OsteoSegError) as broken:
+            mrml.load_segmentation(context, tmp_path / name)
+        assert (broken.value.path, broken.value.problem) == (str(tmp_path / name), mrml.UNREADABLE_SEGMENTATION)
+    assert context.scene.GetNumberOfNodes() == count
+    loaded = mrml.load_segmentation(context, saved)
+    assert loaded.GetName() == "case7" and loaded.GetStorageNode().GetFileName() == str(saved)
+    assert mrml.load_segmentation(context, saved, "mine").GetName() == "mine"
+
+
+class FailingScene:
+    """The scene, except that writing a bundle fails (as on a full disk); records where it wrote."""
+
+    def __init__(self, scene):
+        self.scene, self.written = scene, []
+
+    def WriteToMRB(self, path):   # noqa: N802 (Slicer's name)
+        self.written.append(path)
+        return False
+
+
+def test_scene_bundles_are_named_mrb_staged_beside_the_target_and_failures_named(context, tmp_path):
+    with pytest.raises(OsteoSegError) as wrong:
+        mrml.save_scene_bundle(context, tmp_path / "scene.zip")
+    assert (wrong.value.path, wrong.value.problem) == (str(tmp_path / "scene.zip"), "a scene bundle must end in .mrb")
+    nested = mrml.save_scene_bundle(context, tmp_path / "new" / "deeper" / "scene.mrb")
+    assert nested.is_file() and [p.name for p in nested.parent.iterdir()] == ["scene.mrb"]
+    failing = FailingScene(context.scene)
+    with pytest.raises(OsteoSegError) as failed:
+        mrml.save_scene_bundle(replace(context, scene=failing), tmp_path / "out" / "case.mrb")
+    assert (failed.value.path, failed.value.problem) == (str(tmp_path / "out" / "case.mrb"),
+                                                         "Slicer could not write the scene bundle")
+    staged = Path(failing.written[0])
+    assert staged.name == "case.mrb" and staged.parent.parent == tmp_path / "out"   # same file system as the target
+    assert staged.parent.name.startswith(".case.") and list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_transform_node_has_the_name_given(context):
+    node = mrml.transform_node_from_ct_to_pet(context, sitk.Euler3DTransform(), "PET to CT (rigid)")
+    assert node.GetName() == "PET to CT (rigid)" and node.IsA("vtkMRMLLinearTransformNode")

@@ -66,3 +66,27 @@ def test_the_worker_writes_one_averaged_map_per_ensemble_and_its_result_regroups
     for group in result.models:
         np.testing.assert_allclose(result.probabilities[group.name], direct.probabilities[group.name], atol=1e-6)
         np.testing.assert_array_equal(result.masks[group.name], direct.masks[group.name])
+
+
+@pytest.mark.slow
+def test_cancel_while_the_networks_run_ends_the_worker_mid_case_and_leaves_no_result(tmp_path):
+    import time
+
+    ct = sitk.GetImageFromArray(np.random.default_rng(0).uniform(-900, 1200, (120, 40, 40)).astype(np.float32))
+    sitk.WriteImage(ct, str(tmp_path / "ct.nrrd"))
+    sitk.WriteImage(sitk.Abs(ct) / 100.0, str(tmp_path / "pet.nrrd"))
+    package = write_package(tmp_path / "set", "A", size=224)
+    job = SegmentationJob(sys.executable, ["--ct", str(tmp_path / "ct.nrrd"), "--pet", str(tmp_path / "pet.nrrd"),
+                                           "--models", str(package), "--out", str(tmp_path / "out"),
+                                           "--device", "cpu", "--batch-size", "1"])
+    seen, deadline = [], time.monotonic() + 120
+    while not any(e["event"] == "progress" for e in seen) and job.running and time.monotonic() < deadline:
+        seen += job.poll()
+        time.sleep(0.01)
+    progress = [e for e in seen if e["event"] == "progress"]
+    assert progress and progress[0]["done"] < progress[0]["total"], (seen, job.errors[-3:])   # mid-inference
+    job.cancel()
+    assert job.cancelled and not job.running and job.process.returncode != 0
+    remaining = job.wait(timeout=10)
+    assert not any(e["event"] == "done" for e in remaining)
+    assert not (tmp_path / "out" / "result.json").exists()

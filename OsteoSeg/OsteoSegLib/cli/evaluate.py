@@ -7,7 +7,7 @@ import sys
 
 from ..model.devices import DEVICE_CHOICES
 from .command import add_command
-from .train import add_training_options, training_settings_from
+from .train import add_semi_supervised_options, add_training_options, training_settings_from
 
 REPORT_FOLDER = "report"
 
@@ -16,6 +16,8 @@ CROSSVAL_OUTPUTS = ("models", "predictions", REPORT_FOLDER)
 
 
 def run_crossval(arguments) -> int:
+    from dataclasses import replace
+
     from ..data.cohort import load_cohort
     from ..errors import OsteoSegError
     from ..evaluation.cross_validation import cross_validate
@@ -40,8 +42,11 @@ def run_crossval(arguments) -> int:
                                 path=folder.path / REPORT_FOLDER)
         if not report_exists or arguments.force:
             folder.record(*CROSSVAL_OUTPUTS)
-            result = cross_validate(cohort, arguments.labels, inputs, arguments.folds, settings, folder.path,
-                                    split_seed=settings.split_seed, progress=TerminalProgress())
+            others = [load_cohort(path) for path in arguments.unlabelled or []]
+            result = cross_validate(cohort, arguments.labels, inputs, arguments.folds,
+                                    replace(settings, semi_supervised=None), folder.path,
+                                    split_seed=settings.split_seed, progress=TerminalProgress(),
+                                    semi_supervised=settings.semi_supervised, unlabelled_cohorts=others)
             report = write_report(result, folder.path / REPORT_FOLDER,
                                   command=shlex.join(["osteoseg", *sys.argv[1:]]))
             print(f"report: {report / 'report.md'}")
@@ -160,7 +165,9 @@ def add_crossval_command(commands) -> None:
                 "export without retraining.",
         examples=["osteoseg crossval my-cohort --labels A B --inputs ct pet ct+pet --folds 5 --out cv",
                   "osteoseg crossval sts --labels tumour --folds 5 --width 8 --size 128 --epochs 10 --out sts-cv",
-                  "osteoseg crossval my-cohort --out cv --export-set cv-ensemble"])
+                  "osteoseg crossval my-cohort --out cv --export-set cv-ensemble",
+                  "osteoseg crossval my-cohort --inputs ct pet ct+pet --semi-supervised --unlabelled more "
+                  "--out cv-semi"])
     crossval.add_argument("cohort", help="cohort folder (with cohort.json)")
     crossval.add_argument("--labels", nargs="+", default=["A", "B"], help="label sources to train on")
     crossval.add_argument("--inputs", nargs="+", default=["ct", "pet", "ct+pet"], help="input sets to compare")
@@ -174,4 +181,5 @@ def add_crossval_command(commands) -> None:
                           help="which input set's fold models --export-set copies (default: ct+pet when it was "
                                "cross-validated)")
     add_training_options(crossval)
+    add_semi_supervised_options(crossval, given_teachers=False)
     crossval.set_defaults(run=run_crossval)

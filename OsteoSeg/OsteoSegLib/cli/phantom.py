@@ -18,12 +18,16 @@ def run_phantom(arguments) -> int:
     settings = settings_for(arguments.size, shape=arguments.shape, spacing=arguments.spacing)
     check_request(arguments.out, arguments.cases, arguments.seed, arguments.force)
     started = time.perf_counter()
-    with tqdm(total=arguments.cases, unit="case", desc="phantom") as bar:
+    with tqdm(total=arguments.cases + arguments.unlabelled, unit="case", desc="phantom") as bar:
         cohort = generate_cohort(arguments.out, arguments.cases, arguments.seed, settings, force=arguments.force,
-                                 workers=arguments.workers, progress=lambda done, total: bar.update(1))
+                                 workers=arguments.workers, progress=lambda done, total: bar.update(1),
+                                 unlabelled=arguments.unlabelled)
     print(f"Wrote {len(cohort.cases)} cases to {cohort.root} in {time.perf_counter() - started:.1f} s")
     print(f"{'case':<10}{'kappa A-B':>10}{'Dice A-B':>10}{'A mL':>9}{'B mL':>9}{'truth mL':>10}  notes")
     for case in cohort.cases:
+        if not case.labels:
+            print(f"{case.case_id:<10}{'unlabelled':>10}")
+            continue
         agreement, spec = case.metadata["agreement"], case.metadata["phantom"]
         notes = [c["kind"] for c in spec["confounders"]] + (["implant"] if spec["implant"] else [])
         if spec["lesion"] is None:
@@ -31,7 +35,7 @@ def run_phantom(arguments) -> int:
         volumes = agreement["volume_ml"]
         print(f"{case.case_id:<10}{agreement['kappa_A_B']:>10.3f}{agreement['dice_A_B']:>10.3f}"
               f"{volumes['A']:>9.1f}{volumes['B']:>9.1f}{volumes['truth']:>10.1f}  {', '.join(notes)}")
-    lesion_case = next((c for c in cohort.cases if c.metadata["phantom"]["lesion"] is not None), None)
+    lesion_case = next((c for c in cohort.cases if c.labels and c.metadata["phantom"]["lesion"] is not None), None)
     if lesion_case is not None and not arguments.no_overview:
         with OutputFolder(cohort.root, command="phantom") as folder:
             path = cohort.root / "overview.png"
@@ -47,10 +51,13 @@ def add_phantom_command(commands) -> None:
         details="Each case has a CT (HU), a PET (SUVbw) on its own grid with a known small misalignment, both "
                 "annotators' labels and the true extent of infection. The same seed gives identical files.",
         examples=["osteoseg phantom my-phantom --cases 20 --seed 0",
+                  "osteoseg phantom semi --cases 6 --unlabelled 24   # 6 labelled and 24 unlabelled cases",
                   "osteoseg phantom big --cases 1 --size full"])
     phantom.add_argument("out", help="output folder (created; must be empty unless --force)")
     phantom.add_argument("--cases", type=int, default=20, help="number of cases")
     phantom.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
+    phantom.add_argument("--unlabelled", type=int, default=0,
+                         help="this many more cases without Label A or B (for semi-supervised training)")
     phantom.add_argument("--size", default="small", help="small (96 x 96 x 40, for tests) or full (512 x 512 x 160)")
     phantom.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="custom CT grid in voxels")
     phantom.add_argument("--spacing", type=float, nargs=3, metavar=("SX", "SY", "SZ"), help="custom CT spacing, mm")

@@ -21,7 +21,21 @@ def training_settings_from(arguments):
     preprocess = with_overrides(PreprocessSettings(), size=arguments.size,
                                 pet_normalisation=arguments.pet_normalisation)
     augmentation = replace(AugmentationSettings(), enabled=not arguments.no_augmentation)
-    return with_overrides(defaults, label=getattr(arguments, "label", None),
+    semi = None
+    given = [name for name in ("unlabelled", "ct_teacher", "pet_teacher", "teachers", "selection", "lambda_max")
+             if getattr(arguments, name, None) is not None]
+    if given and not getattr(arguments, "semi_supervised", False):
+        from ..errors import OsteoSegError
+
+        option = given[0].replace("_", "-")
+        raise OsteoSegError(f"--{option} belongs to semi-supervised training: add --semi-supervised")
+    if getattr(arguments, "semi_supervised", False):
+        from ..training.semi_supervised import SemiSupervisedSettings
+
+        semi = with_overrides(SemiSupervisedSettings(), lambda_max=arguments.lambda_max,
+                              teachers=tuple(arguments.teachers) if arguments.teachers else None,
+                              selection=arguments.selection)
+    return with_overrides(defaults, label=getattr(arguments, "label", None), semi_supervised=semi,
                           inputs=parse_inputs(arguments.inputs) if isinstance(arguments.inputs, str) else None,
                           epochs=arguments.epochs, patience=arguments.patience, batch_size=arguments.batch_size,
                           learning_rate=arguments.learning_rate, base_width=arguments.width, seed=arguments.seed,
@@ -38,8 +52,11 @@ def run_train(arguments) -> int:
 
     settings = training_settings_from(arguments)
     cohort = load_cohort(arguments.cohort)
+    unlabelled = None
+    if settings.semi_supervised is not None:
+        cohort, unlabelled = unlabelled_cases(arguments, cohort, settings.label)
     result = train_model(cohort, settings, arguments.out, resume=arguments.resume, force=arguments.force,
-                         progress=TerminalProgress())
+                         progress=TerminalProgress(), unlabelled=unlabelled)
     if os.environ.get("RANK", "0") != "0":   # under torchrun, rank 0 speaks
         return 0
     validation = result.card["validation"]
@@ -48,6 +65,38 @@ def run_train(arguments) -> int:
           f"{len(validation['dice_per_patient'])} patient(s); baselines: "
           + ", ".join(f"{name} {values['dice_mean']:.3f}" for name, values in validation["baselines"].items()))
     return 0
+
+
+def unlabelled_cases(arguments, cohort, label: str):
+    """The labelled part of the cohort and the unlabelled pool (its cases without the label, and the
+    --unlabelled cohorts), with any teachers given."""
+    from ..data.cohort import load_cohort
+    from ..training.teachers import labelled_and_unlabelled
+
+    others = [load_cohort(path) for path in arguments.unlabelled or []]
+    given = {role: spec for role, spec in (("ct", arguments.ct_teacher), ("pet", arguments.pet_teacher)) if spec}
+    return labelled_and_unlabelled(cohort, label, others, given)
+
+
+def add_semi_supervised_options(parser, given_teachers: bool = True) -> None:
+    """Semi-supervised training (train and crossval; crossval's teachers are each fold's own)."""
+    group = parser.add_argument_group("semi-supervised training (modality teachers, after MuDuo)")
+    group.add_argument("--semi-supervised", action="store_true",
+                       help="also learn from unlabelled patients: the cohort's cases without the label source and "
+                            "any --unlabelled cohort")
+    group.add_argument("--unlabelled", nargs="+", metavar="COHORT", help="cohorts whose cases are all unlabelled")
+    if given_teachers:
+        group.add_argument("--ct-teacher", metavar="SPEC",
+                           help="CT teacher instead of training one: a CT-only model package folder of the same label "
+                                "source, or python:MODULE:FUNCTION=CHECKPOINT (a local checkpoint of your own network)")
+        group.add_argument("--pet-teacher", metavar="SPEC",
+                           help="PET teacher instead of training one (as --ct-teacher)")
+    group.add_argument("--teachers", nargs="+", choices=("ct", "pet"),
+                       help="teachers that make the target (default both)")
+    group.add_argument("--selection", choices=("top_half", "threshold", "all"),
+                       help="which unlabelled slices of a batch teach: the better-agreeing half (default), agreement "
+                            ">= 0.5, or all")
+    group.add_argument("--lambda-max", type=float, help="final weight of the consistency loss (default 0.1)")
 
 
 def fold_value(text: str):
@@ -71,6 +120,7 @@ def add_train_command(commands) -> None:
         examples=["osteoseg train my-cohort --label A --out models/A",
                   "osteoseg train my-cohort --label B --inputs ct+pet --fold 2 --folds 5 --out cv/B-fold2",
                   "osteoseg train my-cohort --label A --fold all --out models/A   # every patient: the model to use",
+                  "osteoseg train my-cohort --label A --semi-supervised --unlabelled more-pet-ct --out models/A-semi",
                   "torchrun --nproc-per-node 4 -m OsteoSegLib.cli train my-cohort --label A --out models/A"])
     train.add_argument("cohort", help="cohort folder (with cohort.json)")
     train.add_argument("--label", required=True, help="label source to learn, e.g. A or B")
@@ -80,6 +130,7 @@ def add_train_command(commands) -> None:
     train.add_argument("--fold", type=fold_value,
                        help="which fold to train, 0..folds-1; or 'all': every patient trains (the model to use)")
     add_training_options(train)
+    add_semi_supervised_options(train)
     train.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
     train.add_argument("--force", action="store_true", help="clear --out and start over")
     train.set_defaults(run=run_train)

@@ -17,13 +17,13 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cohort_fingerprint(cohort: Cohort, case_ids, label_source: str) -> str:
-    """sha256 over the case ids and the bytes of their CT, PET and label files: two runs with the same
-    fingerprint saw the same data, whatever the folder is called."""
+def cohort_fingerprint(cohort: Cohort, case_ids, label_source: str | None) -> str:
+    """sha256 over the case ids and the bytes of their CT, PET and label files (no label for
+    unlabelled cases): two runs with the same fingerprint saw the same data, whatever the folder is called."""
     digest = hashlib.sha256()
     for case_id in sorted(case_ids):
         case = cohort.case(case_id)
         digest.update(case_id.encode())
-        for relative in (case.ct, case.pet, case.labels[label_source]):
+        for relative in (case.ct, case.pet, *([case.labels[label_source]] if label_source else [])):
             digest.update(bytes.fromhex(sha256_file(cohort.path(relative))))
     return digest.hexdigest()

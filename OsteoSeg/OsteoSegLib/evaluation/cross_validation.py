@@ -28,7 +28,11 @@ from ..model.package import CARD_FILE, ModelPackage, load_model_package
 from ..model.preprocess import CHANNEL_ORDER
 from ..model.slice_data import TRUTH, load_patient
 from ..progress import Progress
+from ..training.semi_supervised import SemiSupervisedSettings
+from ..training.teachers import UnlabelledCases
 from ..training.train import TrainingSettings, train_model
+
+SUPERVISED, SEMI_SUPERVISED = "supervised", "semi-supervised"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class ModelKey:
     fold: int
     label: str
     inputs: tuple[str, ...]
+    method: str = SUPERVISED
 
     @property
     def inputs_name(self) -> str:
@@ -45,7 +50,8 @@ class ModelKey:
 
     @property
     def folder_name(self) -> str:
-        return f"fold{self.fold}/{self.label}_{self.inputs_name}"
+        semi = "_semi" if self.method == SEMI_SUPERVISED else ""
+        return f"fold{self.fold}/{self.label}_{self.inputs_name}{semi}"
 
 
 def check_not_empty(cohort: Cohort) -> None:
@@ -84,15 +90,16 @@ def training_split(cohort: Cohort, split: Split, label: str, progress: Progress)
 
 
 def train_or_load(cohort: Cohort, key: ModelKey, split: Split, settings: TrainingSettings, folds: int,
-                  models_folder: Path, progress: Progress) -> ModelPackage:
+                  models_folder: Path, progress: Progress, unlabelled: UnlabelledCases | None = None) -> ModelPackage:
     """A finished model package is loaded as it is; otherwise it is trained (or resumed)."""
     folder = models_folder / key.folder_name
     run = replace(settings, label=key.label, inputs=key.inputs, fold=key.fold, folds=folds)
     if not (folder / CARD_FILE).is_file():
         progress.message(f"training {key.folder_name}")
+        semi = "_semi" if key.method == SEMI_SUPERVISED else ""
         train_model(cohort, run, folder, resume=folder.exists(), progress=progress,
-                    name=f"{key.label}_{key.inputs_name}_fold{key.fold}",
-                    split=training_split(cohort, split, key.label, progress))
+                    name=f"{key.label}_{key.inputs_name}{semi}_fold{key.fold}",
+                    split=training_split(cohort, split, key.label, progress), unlabelled=unlabelled)
     package = load_model_package(folder)
     differences = settings_differences(package.card["training"]["settings"], run.as_dict())
     if differences or tuple(package.card["training"]["split"]["test"]) != tuple(split.test):
@@ -132,7 +139,8 @@ def score_patient(cohort: Cohort, case_id: str, fold: int, models: dict[ModelKey
         for source in sources:
             metrics = patient_metrics(mask, patient.labels[source], patient.spacing_zyx, region)
             rows.append({"case": case_id, "fold": fold, "model_label": key.label, "inputs": key.inputs_name,
-                         "reference": source, **metrics})
+                         "reference": source, **({"method": key.method} if key.method != SUPERVISED else {}),
+                         **metrics})
     return rows, {"ct_hu": patient.ct_hu, "pet_suv": patient.pet_suv, "labels": patient.labels,
                   "predictions": predictions}
 
@@ -173,12 +181,14 @@ class Scores:
     agreement: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     volumes: dict[str, dict] = field(default_factory=dict)
+    semi_rows: list[dict] = field(default_factory=list)
 
     def add_patient(self, cohort: Cohort, case_id: str, fold: int, models: dict, device, dtype, out: Path,
                     labels, progress: Progress) -> None:
         """Predict and score one patient; count the label sources it lacks."""
         rows, volumes = score_patient(cohort, case_id, fold, models, device, dtype, out / "predictions")
-        self.rows += rows
+        self.rows += [row for row in rows if "method" not in row]
+        self.semi_rows += [row for row in rows if "method" in row]
         self.volumes[case_id] = volumes
         self.agreement.append(source_agreement(cohort, case_id, volumes["labels"]))
         for label in (label for label in labels if label not in cohort.case(case_id).labels):
@@ -199,31 +209,69 @@ class CrossValidation:
     inputs: tuple[str, ...]
     folds: int
     cohort_name: str
+    semi_rows: list[dict] = field(default_factory=list)   # semi-supervised students, scored like the others
+
+
+def cases_to_validate(cohort: Cohort, labels, progress: Progress) -> tuple[Cohort, list[str]]:
+    """The cohort without the cases that have none of the label sources (they cannot be scored; with
+    --semi-supervised they are unlabelled training data), and those cases' ids."""
+    unlabelled = [case.case_id for case in cohort.cases if not any(label in case.labels for label in labels)]
+    if unlabelled:
+        progress.message(f"{len(unlabelled)} case(s) without any of the label sources are not cross-validated")
+    return replace(cohort, cases=[c for c in cohort.cases if c.case_id not in unlabelled]), unlabelled
+
+
+def fold_pool(cohort: Cohort, split: Split, label: str, unlabelled_ids: list[str], others) -> UnlabelledCases:
+    """A fold's unlabelled patients for one label source: its training patients without that source,
+    the cohort's cases without any source, and the other cohorts (never the fold's test patients).
+    `cohort` is the whole cohort, unlabelled cases included."""
+    lacking = [i for i in split.train + split.validation if label not in cohort.case(i).labels]
+    return UnlabelledCases([(cohort, i) for i in lacking + unlabelled_ids]
+                           + [(other, case.case_id) for other in others for case in other.cases])
+
+
+def fold_teachers(models: dict, fold: int, label: str, models_folder: Path) -> dict[str, str]:
+    """This fold's CT-only and PET-only models of the label source, when cross-validated: the teachers."""
+    return {inputs[0]: str(models_folder / key.folder_name) for key in models
+            if key.fold == fold and key.label == label and key.method == SUPERVISED
+            for inputs in [key.inputs] if inputs in (("ct",), ("pet",))}
 
 
 def cross_validate(cohort: Cohort, labels, inputs_list, folds: int, settings: TrainingSettings, out: Path, *,
-                   split_seed: int = 0, progress: Progress | None = None) -> CrossValidation:
-    """Train, predict and score every fold; models and predictions are kept under `out`."""
+                   split_seed: int = 0, progress: Progress | None = None,
+                   semi_supervised: SemiSupervisedSettings | None = None, unlabelled_cohorts=()) -> CrossValidation:
+    """Train, predict and score every fold; models and predictions are kept under `out`. With
+    `semi_supervised`, each fold also trains a dual-channel student per label source from the fold's
+    labelled patients plus the unlabelled ones, scored on the same test patients."""
     progress = progress or Progress()
     out = Path(out)
     labels, inputs_list = tuple(labels), tuple(tuple(i) for i in inputs_list)
+    whole = cohort
+    cohort, unlabelled_ids = cases_to_validate(cohort, labels, progress)
     splits = check_plan(cohort, labels, inputs_list, folds, split_seed)
     device = choose_device(settings.device)
     dtype = autocast_dtype(device, settings.precision)
     scores, cards = Scores(), {}
+    settings = replace(settings, split_seed=split_seed)
     for fold, split in enumerate(splits):
         models = {}
         for label in labels:
             for inputs in inputs_list:
                 key = ModelKey(fold, label, inputs)
-                models[key] = train_or_load(cohort, key, split, replace(settings, split_seed=split_seed), folds,
-                                            out / "models", progress)
+                models[key] = train_or_load(cohort, key, split, settings, folds, out / "models", progress)
+                cards[key.folder_name] = models[key].card
+            if semi_supervised is not None:
+                key = ModelKey(fold, label, CHANNEL_ORDER, SEMI_SUPERVISED)
+                pool = fold_pool(whole, split, label, unlabelled_ids, unlabelled_cohorts)
+                pool.teachers = fold_teachers(models, fold, label, out / "models")
+                models[key] = train_or_load(cohort, key, split, replace(settings, semi_supervised=semi_supervised),
+                                            folds, out / "models", progress, unlabelled=pool)
                 cards[key.folder_name] = models[key].card
         for case_id in split.test:
             progress.message(f"fold {fold}: predicting {case_id}")
             scores.add_patient(cohort, case_id, fold, models, device, dtype, out, labels, progress)
     return CrossValidation(scores.rows, scores.agreement, scores.skipped, scores.volumes, cards, labels,
-                           tuple("+".join(i) for i in inputs_list), folds, cohort.name)
+                           tuple("+".join(i) for i in inputs_list), folds, cohort.name, scores.semi_rows)
 
 
 def evaluate_model_set(cohort: Cohort, models: list[ModelPackage], out: Path, *, device: str = "auto",

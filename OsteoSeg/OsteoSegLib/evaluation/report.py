@@ -28,6 +28,7 @@ from .statistics import (
     modality_table,
     modality_tests,
     select,
+    semi_supervised_comparison,
     summarise,
 )
 
@@ -80,7 +81,10 @@ def build_report(result: CrossValidation, command: str = "", comparison: dict | 
                           "settings": card.get("training", {}).get("settings")}   # absent if trained elsewhere
                    for name, card in result.model_cards.items()},
         **({"crossval_comparison": comparison} if comparison is not None else {}),
+        **({"semi_supervised": semi_supervised_comparison(result.rows, result.semi_rows, result.labels, references)}
+           if result.semi_rows else {}),
         "patients": result.rows,
+        **({"semi_supervised_patients": result.semi_rows} if result.semi_rows else {}),
     }
 
 
@@ -148,6 +152,8 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {test['n']} | {difference} | {p} |")
     if "crossval_comparison" in report:
         lines += comparison_markdown(report["crossval_comparison"])
+    if "semi_supervised" in report:
+        lines += semi_supervised_markdown(report["semi_supervised"])
     summary = report["agreement"]["summary"]
     if summary["pairs"]:
         lines += ["", "## Agreement between the label sources", ""]
@@ -166,6 +172,23 @@ def markdown(report: dict) -> str:
         lines += [f"![{figure['title']}]({figure['file']})", ""]
     lines += ["Per-patient values: `patients.csv`; everything: `report.json`.", ""]
     return "\n".join(lines)
+
+
+def semi_supervised_markdown(table: dict) -> list[str]:
+    """Supervised-only against semi-supervised dual-channel models, fold by fold on the same patients."""
+    lines = ["", "## Semi-supervised against supervised only (ct+pet, same test patients)", "",
+             "| model | tested on | supervised Dice | semi-supervised Dice | supervised sensitivity | "
+             "semi-supervised sensitivity | median Dice gain | p (Wilcoxon) |", "|---|---|---|---|---|---|---|---|"]
+    for label, by_reference in table.items():
+        for reference, entry in by_reference.items():
+            test = entry["test"]
+            gain = "n/a" if test["median_difference"] is None else f"{test['median_difference'] * 100:+.1f}"
+            p = "n/a" if test["p_value"] is None else f"{test['p_value']:.3g}"
+            where = "true extent" if reference == TRUTH else f"Label {reference}"
+            lines.append(f"| Model {label} | {where} | {cell(entry['supervised']['dice'])} | "
+                         f"{cell(entry['semi_supervised']['dice'])} | {cell(entry['supervised']['sensitivity'])} | "
+                         f"{cell(entry['semi_supervised']['sensitivity'])} | {gain} | {p} |")
+    return lines
 
 
 def comparison_markdown(comparison: dict) -> list[str]:
@@ -242,7 +265,9 @@ def write_report(result: CrossValidation, out: str | os.PathLike, *, command: st
         report["figures"] = {"boxplot": "figures/dice_boxplot.png", "matrix": "figures/matrix_heatmap.png",
                              "overlays": overlays}
         (staging / "report.json").write_text(json.dumps(json_safe(report), indent=1) + "\n")
-        (staging / "patients.csv").write_text(csv_text(result.rows))
+        (staging / "patients.csv").write_text(csv_text(
+            result.rows if not result.semi_rows else [{"method": "supervised", **row}
+                                                      for row in result.rows + result.semi_rows]))
         (staging / "report.md").write_text(markdown(json_safe(report)))
         staging.chmod(0o777 & ~current_umask())   # mkdtemp makes it 0700
         if out.exists():

@@ -105,3 +105,20 @@ def diagonal_tests(rows: list[dict], labels, inputs: str) -> dict:
                 rows, dict(model_label=model, reference=model, inputs=inputs),
                 dict(model_label=model, reference=other, inputs=inputs))
             for model in labels for other in labels if other != model}
+
+
+def semi_supervised_comparison(rows: list[dict], semi_rows: list[dict], labels, references) -> dict:
+    """Per label source and reference: the dual-channel supervised model and the semi-supervised
+    student on the same test patients (summaries of every metric, paired Wilcoxon on Dice)."""
+    table = {}
+    for label in labels:
+        for reference in references:
+            supervised = select(rows, model_label=label, inputs=DUAL, reference=reference)
+            semi = select(semi_rows, model_label=label, reference=reference)
+            if not semi:
+                continue
+            table.setdefault(label, {})[reference] = {
+                "supervised": {m: summarise(r[m] for r in supervised) for m in TABLE_METRICS},
+                "semi_supervised": {m: summarise(r[m] for r in semi) for m in TABLE_METRICS},
+                "test": paired_wilcoxon(by_case(semi, "dice"), by_case(supervised, "dice"))}
+    return table

@@ -78,9 +78,20 @@ def generate_case(case_id: str, seed: int, settings: PhantomSettings, folder: Pa
 
 
 def _generate_indexed(arguments) -> Case:
-    index, cohort_seed, settings, root = arguments
+    index, cohort_seed, settings, root, unlabelled = arguments
     case_id = f"case_{index:03d}"
-    return generate_case(case_id, case_seed(cohort_seed, index), settings, Path(root) / case_id)
+    case = generate_case(case_id, case_seed(cohort_seed, index), settings, Path(root) / case_id)
+    return without_labels(case, Path(root)) if unlabelled else case
+
+
+def without_labels(case: Case, root: Path) -> Case:
+    """An unlabelled case: its label files removed and none listed (the hidden true extent is kept,
+    for evaluation only, as for every phantom case)."""
+    for relative in case.labels.values():
+        (root / relative).unlink()
+    case.labels = {}
+    case.metadata["unlabelled"] = True
+    return case
 
 
 def check_output_folder(out: Path, force: bool) -> None:
@@ -105,24 +116,27 @@ def check_request(out: str | os.PathLike, cases: int, seed: int, force: bool) ->
 
 
 def generate_cohort(out: str | os.PathLike, cases: int, seed: int, settings: PhantomSettings,
-                    *, force: bool = False, workers: int | None = None, progress=None) -> Cohort:
-    """Generate `cases` cases into `out`. The cohort is built in a temporary folder inside `out` and
-    moved into place at the end, so an interrupted run leaves no half-written cohort; `force`
-    replaces an earlier cohort OsteoSeg wrote there, never anything else."""
+                    *, force: bool = False, workers: int | None = None, progress=None, unlabelled: int = 0) -> Cohort:
+    """Generate `cases` cases into `out`, then `unlabelled` more without labels (for semi-supervised
+    training; the first `cases` are the same with or without them). The cohort is built in a
+    temporary folder inside `out` and moved into place at the end, so an interrupted run leaves no
+    half-written cohort; `force` replaces an earlier cohort OsteoSeg wrote there, never anything else."""
     out = check_request(out, cases, seed, force)
+    if int(unlabelled) < 0:
+        raise OsteoSegError(f"the number of unlabelled cases must be zero or positive, got {unlabelled}")
     with OutputFolder(out, command="phantom") as folder:
         if force:
             folder.clear()
         folder.refuse_foreign()
         staging = Path(tempfile.mkdtemp(prefix=".cohort.partial-", dir=out))
         try:
-            results = _generate_cases(staging, cases, seed, settings, workers, progress)
+            results = _generate_cases(staging, cases, seed, settings, workers, progress, unlabelled)
             cohort = Cohort(
                 root=staging, cases=results, name=f"OsteoSeg phantom (seed {seed})",
                 description="Synthetic osteomyelitis PET-CT cohort with two annotation sources "
                             "(A: high sensitivity, B: high specificity) and the hidden true extent.",
                 generator={"name": GENERATOR_NAME, "version": GENERATOR_VERSION, "seed": int(seed),
-                           "cases": int(cases), "settings": asdict(settings)})
+                           "cases": int(cases), "unlabelled_cases": int(unlabelled), "settings": asdict(settings)})
             save_cohort(cohort)
             for entry in [case.case_id for case in results] + [COHORT_FILE]:
                 os.replace(staging / entry, out / entry)
@@ -133,9 +147,11 @@ def generate_cohort(out: str | os.PathLike, cases: int, seed: int, settings: Pha
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _generate_cases(root: Path, cases: int, seed: int, settings: PhantomSettings, workers, progress) -> list[Case]:
+def _generate_cases(root: Path, cases: int, seed: int, settings: PhantomSettings, workers, progress,
+                    unlabelled: int = 0) -> list[Case]:
     """Every case into `root`, in parallel processes when there are several cores."""
-    jobs = [(index, seed, settings, str(root)) for index in range(cases)]
+    jobs = [(index, seed, settings, str(root), index >= cases) for index in range(cases + unlabelled)]
+    cases = len(jobs)
     workers = max(1, min(workers or os.cpu_count() or 1, cases))
     results = []
     if workers == 1:

@@ -294,11 +294,18 @@ def save_segmentation(context: MrmlContext, segmentation_node, path: str | os.Pa
     return path
 
 
+UNREADABLE_SEGMENTATION = "Slicer could not read this segmentation file (damaged, cut short or not a segmentation)"
+
+
 def load_segmentation(context: MrmlContext, path: str | os.PathLike, name: str | None = None):
     """Read a `.seg.nrrd` file into a new segmentation node."""
     path = Path(path).resolve()
     if not path.is_file():
         raise OsteoSegError("file not found", path=path)
+    try:   # Slicer's reader ends the process on a file cut short (an ITK exception it does not catch)
+        sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise OsteoSegError(UNREADABLE_SEGMENTATION, path=path) from None
     node = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or path.name.split(".")[0])
     storage = context.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
     storage.SetFileName(str(path))
@@ -306,7 +313,7 @@ def load_segmentation(context: MrmlContext, path: str | os.PathLike, name: str |
     if not storage.ReadData(node):
         context.scene.RemoveNode(node)
         context.scene.RemoveNode(storage)
-        raise OsteoSegError("Slicer could not read this segmentation file", path=path)
+        raise OsteoSegError(UNREADABLE_SEGMENTATION, path=path)
     node.CreateDefaultDisplayNodes()
     return node
 

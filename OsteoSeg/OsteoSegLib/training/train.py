@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import os
+import pickle
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -40,6 +41,8 @@ from ..model.slice_data import SliceSet, check_label_source, join_slices, load_p
 from ..outputs import OutputFolder
 from ..progress import CancelledError, Progress
 from .patient_validation import validate_patients
+from .semi_supervised import SemiSupervisedSettings, UnlabelledSlices, consistency_loss, consistency_weight
+from .teachers import UnlabelledCases, check_unlabelled, semi_supervised_pool
 
 RUN_FILE, CHECKPOINT_FILE, BEST_FILE = "run.json", "checkpoint.pt", "best.safetensors"
 METRICS_FILE, CURVE_FILE = "metrics.csv", "learning_curve.png"
@@ -76,6 +79,7 @@ class TrainingSettings:
     channels_last: bool = True
     preprocess: PreprocessSettings = field(default_factory=PreprocessSettings)
     augmentation: AugmentationSettings = field(default_factory=AugmentationSettings)
+    semi_supervised: SemiSupervisedSettings | None = None   # None: supervised only
 
     def as_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))   # tuples -> lists, as they read back from JSON
@@ -116,6 +120,12 @@ def check_settings(settings: TrainingSettings) -> None:
     unknown = [name for name in settings.inputs if name not in CHANNEL_ORDER]
     if unknown or not settings.inputs:
         raise OsteoSegError(f"inputs {settings.inputs} are not valid: use 'ct', 'pet' or 'ct+pet'")
+    if settings.semi_supervised is not None:
+        problems = settings.semi_supervised.problems()
+        if tuple(settings.inputs) != CHANNEL_ORDER:
+            problems.append("semi-supervised training trains a dual-channel student: use --inputs ct+pet")
+        if problems:
+            raise OsteoSegError("; ".join(problems))
     try:
         check_input_size(settings.preprocess.size, settings.architecture())
     except ValueError as error:
@@ -217,9 +227,11 @@ def epoch_order(count: int, seed: int, epoch: int, processes: Processes) -> np.n
     return order[processes.rank::processes.world_size]
 
 
-def augmentation_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+def augmentation_generator(seed: int, epoch: int, rank: int, stream: int = 1) -> torch.Generator:
+    """Random numbers of one epoch on one rank; stream 2 is the unlabelled slices' (so the labelled
+    slices see the same augmentations with or without them)."""
     generator = torch.Generator()
-    generator.manual_seed(int(np.random.default_rng([seed, epoch, rank, 1]).integers(2**62)))
+    generator.manual_seed(int(np.random.default_rng([seed, epoch, rank, stream]).integers(2**62)))
     return generator
 
 
@@ -229,11 +241,15 @@ def to_device(array: np.ndarray, device: torch.device, channels_last: bool) -> t
 
 
 def train_epoch(network, optimizer, slices: SliceSet, settings: TrainingSettings, epoch: int,
-                processes: Processes, device, dtype, progress: Progress) -> float:
-    """One pass over this rank's share of the training slices; returns the mean batch loss."""
+                processes: Processes, device, dtype, progress: Progress,
+                unlabelled: UnlabelledSlices | None = None) -> float:
+    """One pass over this rank's share of the training slices; returns the mean batch loss. With an
+    unlabelled pool, each step also sees as many unlabelled slices, in the same forward pass, and
+    adds the teachers' consistency loss at its ramped weight."""
     network.train()
     order = epoch_order(len(slices), settings.seed, epoch, processes)
     generator = augmentation_generator(settings.seed, epoch, processes.rank)
+    unlabelled_generator = augmentation_generator(settings.seed, epoch, processes.rank, stream=2)
     steps = math.ceil(len(order) / settings.batch_size)
     progress.epoch_started(epoch, settings.epochs, steps)
     losses = []
@@ -244,15 +260,38 @@ def train_epoch(network, optimizer, slices: SliceSet, settings: TrainingSettings
         images = to_device(slices.images[chosen], device, settings.channels_last)
         masks = to_device(slices.masks[chosen], device, False).float()
         images, masks = augment_batch(images, masks, settings.augmentation, generator)
+        count = images.shape[0]
+        if unlabelled is not None:
+            extra, maps = unlabelled_batch(unlabelled, settings, epoch, step, processes, device, unlabelled_generator)
+            images = torch.cat([images, extra])
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = network(images)
-        loss = dice_bce_loss(logits, masks, settings.dice_weight, settings.dice_eps)
+        loss = dice_bce_loss(logits[:count], masks, settings.dice_weight, settings.dice_eps)
+        if unlabelled is not None:
+            consistency, _ = consistency_loss(logits[count:], maps, settings.semi_supervised, unlabelled_generator)
+            weight = consistency_weight(epoch + step / steps, settings.epochs, settings.semi_supervised.lambda_max)
+            loss = loss + weight * consistency
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
         progress.step_done(epoch, step, steps, losses[-1])
     return float(np.mean(losses))
+
+
+def unlabelled_batch(unlabelled: UnlabelledSlices, settings: TrainingSettings, epoch: int, step: int,
+                     processes: Processes, device, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's unlabelled slices and their teachers' maps, augmented by one transform per slice
+    (the maps as soft channels, so they stay probabilities)."""
+    chosen = unlabelled.batch_indices(settings.seed, epoch, step, settings.batch_size, processes.rank)
+    images = to_device(unlabelled.images[chosen], device, False)
+    maps = to_device(unlabelled.maps[chosen], device, False).float()
+    stacked = torch.cat([images, maps], dim=1)
+    stacked, _ = augment_batch(stacked, torch.zeros_like(maps[:, :1]), settings.augmentation, generator)
+    images, maps = stacked[:, :images.shape[1]], stacked[:, images.shape[1]:]
+    if settings.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, maps
 
 
 def validation_loss(network, slices: SliceSet, settings: TrainingSettings, device, dtype) -> float:
@@ -292,7 +331,7 @@ def load_checkpoint(path: Path, network, optimizer, scheduler) -> dict:
         network.load_state_dict(payload.pop("network"))
         optimizer.load_state_dict(payload.pop("optimizer"))
         scheduler.load_state_dict(payload.pop("scheduler"))
-    except (RuntimeError, KeyError, EOFError, OSError) as error:
+    except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as error:   # objects: refused
         raise OsteoSegError(f"checkpoint unreadable, cannot resume ({str(error).splitlines()[0]}); "
                             "pass --force to start over", path=path) from None
     return payload
@@ -323,46 +362,60 @@ def load_split_data(cohort: Cohort, split: Split, settings: TrainingSettings, pr
     return train, validation, patients
 
 
-def run_record(cohort: Cohort, split: Split, settings: TrainingSettings) -> dict:
-    """What defines a run (settings, split, data): a resumed run must match it."""
+def run_record(cohort: Cohort, split: Split, settings: TrainingSettings,
+               unlabelled: UnlabelledCases | None = None) -> dict:
+    """What defines a run (settings, split, data, and any unlabelled patients): a resumed run must match it."""
     record = {"settings": settings.as_dict(), "split": asdict(split),
-            "cohort": {"name": cohort.name, "root": str(cohort.root),
-                       "fingerprint": cohort_fingerprint(cohort, split.train + split.validation, settings.label)},
-            "device": settings.device, "precision": settings.precision}
+              "cohort": {"name": cohort.name, "root": str(cohort.root),
+                         "fingerprint": cohort_fingerprint(cohort, split.train + split.validation, settings.label)},
+              "device": settings.device, "precision": settings.precision}
+    if settings.semi_supervised is not None:
+        record["unlabelled"] = unlabelled.record()
     return json.loads(json.dumps(record))   # as it reads back from run.json
 
 
 def train_model(cohort: Cohort, settings: TrainingSettings, out: str | os.PathLike, *,
                 resume: bool = False, force: bool = False, progress: Progress | None = None,
-                name: str | None = None, split: Split | None = None) -> TrainingResult:
+                name: str | None = None, split: Split | None = None,
+                unlabelled: UnlabelledCases | None = None) -> TrainingResult:
     """Train one model and write its package (model.safetensors + model.json) into `out`, with
     metrics.csv, learning_curve.png and the resumable state under training/. `split` overrides the
-    one the settings choose (cross-validation passes its own)."""
+    one the settings choose (cross-validation passes its own). With semi-supervised settings,
+    `unlabelled` names the unlabelled patients (and any given teachers)."""
     out = Path(out)
     check_settings(settings)
     split = split or choose_split(cohort, settings)
     check_label_source(cohort, split.train + split.validation, settings.label)
     check_cohort(cohort, split.train + split.validation)   # every problem, before any work
+    if settings.semi_supervised is not None:
+        check_unlabelled(cohort, unlabelled, settings)
     processes, device = start_processes(settings.device)
+    if settings.semi_supervised is not None and processes.world_size > 1:
+        raise OsteoSegError("semi-supervised training runs in one process (not under torchrun)")
     with contextlib.ExitStack() as stack:   # rank 0 owns the folder: one run at a time, only its own files
         folder = stack.enter_context(OutputFolder(out, inputs=[cohort.root], command="train")) \
             if processes.is_main else None
         return _train(cohort, settings, out, split, processes, device, folder, resume=resume, force=force,
-                      progress=progress, name=name)
+                      progress=progress, name=name, unlabelled=unlabelled)
 
 
 def _train(cohort: Cohort, settings: TrainingSettings, out: Path, split: Split, processes: Processes, device,
            folder: OutputFolder | None, *, resume: bool, force: bool, progress: Progress | None,
-           name: str | None) -> TrainingResult:
+           name: str | None, unlabelled: UnlabelledCases | None) -> TrainingResult:
     """The run itself, inside its output folder (see train_model)."""
     progress = (progress or Progress()) if processes.is_main else Progress()   # one voice under torchrun
     dtype = autocast_dtype(device, settings.precision)
-    run = run_record(cohort, split, settings)
+    run = run_record(cohort, split, settings, unlabelled)
     resuming = prepare_folder(folder, run, resume=resume, force=force) if processes.is_main else False
     resuming = broadcast_flag(resuming, processes, device)
     if processes.is_main:
         write_text(out / RUN_FILE, json.dumps({**run, "status": "running"}, indent=2) + "\n")
     train, validation, patients = load_split_data(cohort, split, settings, progress)
+    pool, semi = None, None
+    if settings.semi_supervised is not None:
+        pool, semi = semi_supervised_pool(cohort, split, settings, unlabelled, out / STATE_FOLDER / "teachers",
+                                          device, progress)
+        pool = pool if len(pool) else None   # nothing marked: the card says the student learnt supervised only
 
     torch.manual_seed(settings.seed)   # the initial weights
     network = build_network(settings.architecture()).to(device)
@@ -381,7 +434,8 @@ def _train(cohort: Cohort, settings: TrainingSettings, out: Path, split: Split, 
     while state["epoch"] < settings.epochs and state["stale_epochs"] < settings.patience:
         epoch = state["epoch"]
         started = time.perf_counter()
-        train_loss = train_epoch(trained, optimizer, train, settings, epoch, processes, device, dtype, progress)
+        train_loss = train_epoch(trained, optimizer, train, settings, epoch, processes, device, dtype, progress,
+                                 pool)
         seconds = time.perf_counter() - started
         loss = mean_over_processes(validation_loss(network, validation, settings, device, dtype), processes, device)
         learning_rate = optimizer.param_groups[0]["lr"]
@@ -404,7 +458,7 @@ def _train(cohort: Cohort, settings: TrainingSettings, out: Path, split: Split, 
         progress.epoch_done(record)
 
     return finish(out, cohort, run, settings, state, network, patients, device, dtype, processes, progress,
-                  name or default_name(settings))
+                  name or default_name(settings), semi)
 
 
 def broadcast_flag(flag: bool, processes: Processes, device: torch.device) -> bool:
@@ -431,10 +485,12 @@ def wrap_distributed(network, processes: Processes, device: torch.device):
 def default_name(settings: TrainingSettings) -> str:
     fold = "-all" if settings.fold == ALL_PATIENTS else "" if settings.folds is None else \
         f"-fold{settings.fold}of{settings.folds}"
-    return f"model-{settings.label}-{'+'.join(settings.inputs)}{fold}"
+    semi = "-semi" if settings.semi_supervised is not None else ""
+    return f"model-{settings.label}-{'+'.join(settings.inputs)}{semi}{fold}"
 
 
-def finish(out, cohort, run, settings, state, network, patients, device, dtype, processes, progress, name):
+def finish(out, cohort, run, settings, state, network, patients, device, dtype, processes, progress, name,
+           semi=None):
     """Best weights -> 3D validation figures -> model package, learning curve, run marked finished."""
     from safetensors.torch import load_file
 
@@ -448,6 +504,8 @@ def finish(out, cohort, run, settings, state, network, patients, device, dtype, 
     validation = validate_patients(network, patients, settings, device, dtype)
     stopped_early = state["epoch"] < settings.epochs
     card = model_card(cohort, run, settings, state, validation, device, processes, name, stopped_early)
+    if semi is not None:
+        card["training"]["semi_supervised"] = semi
     if processes.is_main:
         save_model_package(out, network.state_dict(), card)
         write_learning_curve(state["history"], out / CURVE_FILE, title=name)
