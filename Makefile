@@ -33,7 +33,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# Mutation testing of the core (docs/development.md); not part of `make test`: about half an hour.
+# Mutation testing of the core (docs/development.md); not part of `make test`: over an hour for every module.
 mutation: $(STAMP)
 	$(BIN)/python Testing/mutation.py
 

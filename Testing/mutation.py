@@ -4,8 +4,8 @@ mutmut (3.x) changes the code one small bug at a time (a `<` for a `<=`, a const
 dropped call) and runs the fast tests that reach the changed function; a mutant that no test
 notices "survives". mutmut rather than cosmic-ray: it forks each mutant from one process that has
 already imported torch and collected the tests, and runs only the tests that reach the mutated
-function, which keeps a run of the core within about half an hour on two cores (cosmic-ray starts a
-fresh interpreter per mutant).
+function, which keeps each mutant to the cost of its own tests (cosmic-ray starts a fresh interpreter
+per mutant). A module at a time (`--modules`) takes minutes; every module, over an hour on two cores.
 
 mutmut names mutants after their file's path below `./`, `src/` or `source/`, while OsteoSegLib lives
 in `OsteoSeg/`; so the run happens in a workspace (`build/mutation`) holding `src/OsteoSegLib` and the

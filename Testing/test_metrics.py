@@ -94,7 +94,8 @@ def test_kappa_by_hand_on_raters_that_disagree_unevenly():
 
 
 def test_masks_of_any_integer_coding_count_as_masks():
-    """0/255 labels and 0/1 predictions compare as masks (bitwise & of 255 and 1 would be 0)."""
+    """0/255 labels, 0/1 or 0/2 predictions and 0/0.8 probabilities compare as masks (bitwise & of 2
+    and 1 would be 0)."""
     truth = np.zeros((4, 5, 6), np.uint8)
     truth[1:3, 1:4, 2:5] = 255
     prediction = np.zeros((4, 5, 6), np.uint8)
@@ -106,6 +107,12 @@ def test_masks_of_any_integer_coding_count_as_masks():
     assert specificity(prediction, truth, region) == pytest.approx(specificity(*as_bool, region > 0))
     assert lesion_detection(prediction, truth, (1, 1, 1)) == lesion_detection(*as_bool, (1, 1, 1))
     assert surface_distances(prediction, truth, (1, 1, 1)) == pytest.approx(surface_distances(*as_bool, (1, 1, 1)))
+    label_two = prediction * 2                             # a label map's value 2 against a 0/1 truth: 2 & 1 == 0
+    ones = (truth > 0).astype(np.uint8)
+    assert dice(label_two, ones) == pytest.approx(dice(*as_bool)) == pytest.approx(dice(ones * 2, label_two // 2))
+    assert dice(ones, label_two) == pytest.approx(dice(*as_bool[::-1]))
+    assert lesion_detection(label_two, ones, (1, 1, 1)) == lesion_detection(*as_bool, (1, 1, 1))
+    assert surface_distances(label_two * 0.4, ones, (1, 1, 1)) == pytest.approx(surface_distances(*as_bool, (1, 1, 1)))
     with pytest.raises(ValueError, match=r"mask shapes differ: \(4, 5, 6\) and \(4, 5, 5\)"):
         dice(prediction, truth[..., :5])
 

@@ -1,7 +1,7 @@
 """Benchmark: which model to deploy, and how far a cross-validation estimate can be trusted.
 
     .venv/bin/python benchmarks/deployment.py COHORT --label tumour --out DIR \
-        [--outer 5] [--folds 5] [--width 8] [--size 128] [--epochs 10] [--learning-rate 1e-3] [--threads N]
+        [--outer 5] [--parts N] [--folds 5] [--width 8] [--size 128] [--epochs 10] [--learning-rate 1e-3] [--threads N]
 
 Nested: the cohort's patients are cut into `--outer` parts; each part in turn is held out and never
 used, and on the other patients (the "site's cohort") are trained
@@ -118,6 +118,7 @@ def main(argv=None) -> int:
     parser.add_argument("--inputs", default="ct+pet")
     parser.add_argument("--out", required=True)
     parser.add_argument("--outer", type=int, default=5)
+    parser.add_argument("--parts", type=int, default=None, help="run only the first N outer parts (default: all)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--size", type=int, default=128)
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
     device, progress, out = choose_device(arguments.device), TerminalProgress(), Path(arguments.out)
     outer = kfold_splits([case.case_id for case in cohort.cases], arguments.outer, seed=1)
     parts = []
-    for index, split in enumerate(outer):
+    for index, split in enumerate(outer[:arguments.parts]):
         part_file = out / f"outer{index}" / "scores.json"
         if part_file.is_file():
             parts.append(json.loads(part_file.read_text()))

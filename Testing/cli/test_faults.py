@@ -109,11 +109,12 @@ def case_files(cohort):
 def test_a_full_disk_is_one_line_and_leaves_no_file_under_a_final_name(command, cohort, model_set, tmp_path):
     ct, pet = case_files(cohort)
     dicom = tmp_path / "dicom"
-    if command == "import-dicom":   # small cases: they need a smaller disk to fill it
+    if command == "import-dicom":
         for name in ("P1", "P2", "P3"):
             write_dicom_case(dicom / name)
     before = tree_hashes(cohort.root)
-    with mounted(tmp_path / "disk", "size=8k" if command == "import-dicom" else "size=32k") as disk:
+    small = command in ("import-dicom", "segment")   # small outputs: they need a smaller disk to fill it
+    with mounted(tmp_path / "disk", "size=8k" if small else "size=32k") as disk:
         out = disk / "out"
         arguments = {"align": ["align", "--ct", ct, "--pet", pet, "--method", "resample", "--out", out],
                      "segment": ["segment", "--ct", ct, "--pet", pet, "--models", model_set, "--out", out,
@@ -314,8 +315,9 @@ def test_segment_and_align_refuse_what_validate_refuses(cohort, model_set, tmp_p
     ct, pet = bad_case(kind, sitk.ReadImage(str(ct_path)), sitk.ReadImage(str(pet_path)))
     sitk.WriteImage(ct, str(tmp_path / "ct.nrrd"))
     sitk.WriteImage(pet, str(tmp_path / "pet.nrrd"))
-    one_line_error(osteoseg("segment", "--ct", tmp_path / "ct.nrrd", "--pet", tmp_path / "pet.nrrd", "--models",
-                            model_set, "--out", tmp_path / "s"), message)
+    for align in ("resample", "rigid"):                                   # checked before registering too
+        one_line_error(osteoseg("segment", "--ct", tmp_path / "ct.nrrd", "--pet", tmp_path / "pet.nrrd", "--models",
+                                model_set, "--align", align, "--out", tmp_path / "s"), message)
     for method in ("resample", "rigid"):
         one_line_error(osteoseg("align", "--ct", tmp_path / "ct.nrrd", "--pet", tmp_path / "pet.nrrd", "--method",
                                 method, "--out", tmp_path / "a"), message)

@@ -26,6 +26,8 @@ def test_suv_factor_from_tags():
     assert conversion.factor == pytest.approx(70000 / (3.7e8 * 2 ** (-3600 / 6586.2)), rel=1e-12)
     assert suv_conversion(pet_header(DecayCorrection="ADMIN")).factor == pytest.approx(70000 / 3.7e8)
     assert suv_conversion(pet_header(Units="GML")).factor == 1.0
+    mouse = suv_conversion(pet_header(PatientWeight="0.025"))           # small-animal PET: under 1 kg is valid
+    assert mouse.factor == pytest.approx(25 / (3.7e8 * 2 ** (-3600 / 6586.2)), rel=1e-12)
 
 
 def test_injection_before_midnight_scan_after():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from OsteoSegLib.evaluation.statistics import (
     by_case,
     cross_matrix,
     diagonal_tests,
+    difference_ci,
     modality_table,
     modality_tests,
     paired_dice,
@@ -140,3 +142,52 @@ def test_semi_supervised_comparison_pairs_each_student_with_the_dual_channel_mod
     assert a_on_a["test"]["n"] == 3 and a_on_a["test"]["median_difference"] == pytest.approx(0.05)
     assert table["B"]["A"]["supervised"]["dice"]["mean"] == pytest.approx(1.15 / 3)   # Model B on Label A
     assert semi_supervised_comparison(rows, [], ("A",), ("A",)) == {}
+
+
+def test_a_skewed_sample_gets_the_percentile_interval_not_bca():
+    """Means of 10 draws from [0]*9 + [1] are binomial(10, 0.1) / 10: P(X = 0) = 0.35 and P(X <= 2) =
+    0.930, P(X <= 3) = 0.987, so the percentile interval is [0, 0.3]; BCa stretches it to 0.4-0.5."""
+    sample = np.array([0.0] * 9 + [1.0])
+    assert bootstrap_ci(sample) == [0.0, pytest.approx(0.3)]
+    assert difference_ci(sample, [0.25, 0.25]) == [pytest.approx(-0.25), pytest.approx(0.05)]   # second is constant
+
+
+def test_the_difference_interval_resamples_each_sample_alone_and_repeats():
+    assert len(difference_ci([0.5], [0.1, 0.2])) == 2
+    assert all(np.isfinite(difference_ci([0.6, 0.9, 0.7], [0.1, 0.3])))        # two patients are enough
+    first, second = [0.2, 0.9, 0.4, 0.75, 0.1, 0.6], [0.3, 0.35, 0.5, 0.2]
+    low, high = difference_ci(first, second)
+    assert low < np.mean(first) - np.mean(second) < high and high - low < 0.6
+    assert difference_ci(first, second) == [low, high]                        # a fixed seed: the same every run
+    alone_low, alone_high = difference_ci(first, [np.mean(second)] * 4)
+    assert high - low > 1.03 * (alone_high - alone_low)                      # the second sample's spread counts
+
+
+def test_wilcoxon_of_two_patients_of_none_and_its_keys():
+    two = paired_wilcoxon({"P1": 0.9, "P2": 0.7}, {"P2": 0.6, "P1": 0.5})
+    assert two["n"] == 2 and two["p_value"] == pytest.approx(0.5)      # exact: both signs positive, 2 of 4 patterns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                # no median of an empty list
+        nothing = paired_wilcoxon({}, {"P1": 0.3})
+    assert set(nothing) == {"n", "median_difference", "statistic", "p_value"} and math.isnan(nothing["statistic"])
+
+
+EXTRA = {("P1", "B", "ct", "A"): 0.05, ("P2", "B", "ct", "A"): 0.15, ("P3", "B", "ct", "A"): 0.25,
+         ("P1", "A", "ct", "B"): 0.12, ("P2", "A", "ct", "B"): 0.22, ("P3", "A", "ct", "B"): 0.02}
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_the_tests_pick_their_own_rows_whatever_else_the_rows_hold_and_in_any_order(order):
+    rows = (rows_of(TABLE) + rows_of(EXTRA))[::order]
+    alone = rows_of(TABLE)
+    assert modality_tests(rows, ("A", "B"), ("ct", "ct+pet")) == modality_tests(alone, ("A", "B"), ("ct", "ct+pet"))
+    assert diagonal_tests(rows, ("A", "B"), "ct+pet") == diagonal_tests(alone, ("A", "B"), "ct+pet")
+    assert diagonal_tests(rows, ("A", "B"), "ct+pet")["Model A: Label A vs Label B"]["median_difference"] == \
+        pytest.approx(0.4)
+
+
+def test_a_label_without_students_does_not_end_the_comparison():
+    rows = rows_of(TABLE)
+    semi = [{**row, "method": "semi-supervised"} for row in select(rows, inputs="ct+pet", reference="B")]
+    table = semi_supervised_comparison(rows, semi, ("A", "B"), ("A", "B"))
+    assert set(table) == {"A", "B"} and set(table["A"]) == {"B"} and set(table["B"]) == {"B"}

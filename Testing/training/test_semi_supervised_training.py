@@ -175,6 +175,15 @@ def test_bad_requests_get_one_clear_message(mixed, teachers, tmp_path, capsys):
     assert main([run[0], str(labelled_only), *run[1:], "--unlabelled", str(other_units), "--out",
                  str(tmp_path / "out")]) == 2
     assert "unlabelled cases' PET is in BQML" in capsys.readouterr().err
+    no_pet = tmp_path / "no-pet"
+    shutil.copytree(mixed.root, no_pet)
+    cohort = load_cohort(no_pet)
+    unlabelled_case = next(case for case in cohort.cases if not case.labels)
+    cohort.path(unlabelled_case.pet).unlink()
+    assert main([run[0], str(labelled_only), *run[1:], "--unlabelled", str(no_pet), "--out",
+                 str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert unlabelled_case.case_id in error and "pet" in error.lower()
     teacher_b = marking_teacher(tmp_path, "pet", label="B")
     assert main([*run[:1], str(mixed.root), *run[1:], "--pet-teacher", str(teacher_b), "--out",
                  str(tmp_path / "out")]) == 2

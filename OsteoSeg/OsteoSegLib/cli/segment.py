@@ -16,6 +16,7 @@ def segment_one(context, ct_path, pet_path, models, arguments, folder, name: str
     name is kept (False: skipped in a batch, an error for one patient) unless --force; an unfinished
     one (interrupted) is replaced."""
     from ..alignment.registration import register_rigid
+    from ..data.cohort_validate import check_images
     from ..data.io import read_image
     from ..errors import OsteoSegError
     from ..inference.segment import segment_images
@@ -29,9 +30,10 @@ def segment_one(context, ct_path, pet_path, models, arguments, folder, name: str
             return False
         raise OsteoSegError(f"an earlier result {name!r} is in the way; choose another output folder or name, "
                             "or pass --force to replace it", path=folder.path)
-    clear_result(folder, name, model_names)
     ct = read_image(ct_path, case=case) if ct_path else None
     pet = read_image(pet_path, case=case) if pet_path else None
+    check_images(ct, pet, case=case, ct_path=ct_path, pet_path=pet_path)   # before removing or registering
+    clear_result(folder, name, model_names)
     if arguments.align == "rigid" and ct is not None and pet is not None:
         transform = register_rigid(ct, pet, case=case).transform
     elif arguments.transform:

@@ -69,7 +69,7 @@ def _reference_time(dataset) -> datetime:
     return min(candidates)
 
 
-def _positive(dataset, value, name: str) -> float:
+def _positive(value, name: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -91,9 +91,9 @@ def suv_conversion(dataset) -> SuvConversion:
             not dataset.RadiopharmaceuticalInformationSequence:
         raise OsteoSegError("PET in Bq/mL has no RadiopharmaceuticalInformationSequence (dose, half-life)")
     info = dataset.RadiopharmaceuticalInformationSequence[0]
-    weight = _positive(dataset, dataset.get("PatientWeight"), "PatientWeight (kg)")
-    dose = _positive(dataset, info.get("RadionuclideTotalDose"), "RadionuclideTotalDose (Bq)")
-    half_life = _positive(dataset, info.get("RadionuclideHalfLife"), "RadionuclideHalfLife (s)")
+    weight = _positive(dataset.get("PatientWeight"), "PatientWeight (kg)")
+    dose = _positive(info.get("RadionuclideTotalDose"), "RadionuclideTotalDose (Bq)")
+    half_life = _positive(info.get("RadionuclideHalfLife"), "RadionuclideHalfLife (s)")
     correction = str(dataset.get("DecayCorrection", "")).strip().upper()
     if correction == "ADMIN":          # already decay-corrected to the injection time
         decay, injection, reference = 1.0, None, None

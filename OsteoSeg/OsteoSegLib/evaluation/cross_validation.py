@@ -213,8 +213,8 @@ class CrossValidation:
 
 
 def cases_to_validate(cohort: Cohort, labels, progress: Progress) -> tuple[Cohort, list[str]]:
-    """The cohort without the cases that have none of the label sources (they cannot be scored; with
-    --semi-supervised they are unlabelled training data), and those cases' ids."""
+    """For semi-supervised cross-validation: the cohort without the cases that have none of the label
+    sources (unlabelled training data of every fold, never scored), and those cases' ids."""
     unlabelled = [case.case_id for case in cohort.cases if not any(label in case.labels for label in labels)]
     if unlabelled:
         progress.message(f"{len(unlabelled)} case(s) without any of the label sources are not cross-validated")
@@ -247,7 +247,9 @@ def cross_validate(cohort: Cohort, labels, inputs_list, folds: int, settings: Tr
     out = Path(out)
     labels, inputs_list = tuple(labels), tuple(tuple(i) for i in inputs_list)
     whole = cohort
-    cohort, unlabelled_ids = cases_to_validate(cohort, labels, progress)
+    unlabelled_ids = []
+    if semi_supervised is not None:   # cases with no label source are the students' unlabelled data
+        cohort, unlabelled_ids = cases_to_validate(cohort, labels, progress)
     splits = check_plan(cohort, labels, inputs_list, folds, split_seed)
     device = choose_device(settings.device)
     dtype = autocast_dtype(device, settings.precision)

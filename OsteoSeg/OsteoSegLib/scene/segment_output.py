@@ -89,7 +89,7 @@ def finished_outputs(out: Path, name: str) -> dict[str, Path] | None:
         paths = {role: Path(out) / entry["file"] for role, entry in outputs.items()}
         if all(sha256_file(paths[role]) == entry["sha256"] for role, entry in outputs.items()):
             return {**paths, "provenance": record}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):   # a provenance file that is not ours
         pass
     return None
 
@@ -130,10 +130,10 @@ def write_segmentation(context: mrml.MrmlContext, ct: sitk.Image, segmentation: 
         reference = mrml.volume_node_from_image(context, ct, f"{name} CT")
         node = segmentation_node(context, reference, segmentation, segment_specs(segmentation),
                                  f"{name} osteomyelitis")
+        _note(folder, paths["segmentation"])   # noted before it exists: a kill after the rename leaves it ours
         mrml.save_segmentation(context, node, paths["segmentation"])
         record = json.loads(node.GetAttribute(PROVENANCE_TAG))
     written["segmentation"] = paths["segmentation"]
-    _note(folder, paths["segmentation"])
     for model in segmentation.models:
         for kind, array in (("mask", segmentation.masks[model.name]),
                             ("probability", segmentation.probabilities[model.name])):
@@ -141,11 +141,11 @@ def write_segmentation(context: mrml.MrmlContext, ct: sitk.Image, segmentation: 
             if role in paths:
                 image = sitk.GetImageFromArray(array)
                 image.CopyInformation(ct)
-                written[role] = write_image(image, paths[role])
                 _note(folder, paths[role])
+                written[role] = write_image(image, paths[role])
     record["outputs"] = {role: {"file": path.name, "sha256": sha256_file(path)} for role, path in written.items()}
-    write_text(paths["provenance"], json.dumps(record, indent=1) + "\n")
     _note(folder, paths["provenance"])
+    write_text(paths["provenance"], json.dumps(record, indent=1) + "\n")
     return paths
 
 

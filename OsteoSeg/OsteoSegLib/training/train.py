@@ -111,9 +111,10 @@ def check_settings(settings: TrainingSettings) -> None:
               (settings.fold != ALL_PATIENTS or settings.folds is None, "--fold all takes no --folds"),
               (settings.fold == ALL_PATIENTS or (settings.folds is None) == (settings.fold is None),
                "--fold and --folds go together"),
-              (settings.fold in (None, ALL_PATIENTS) or (isinstance(settings.fold, int) and settings.folds
+              (settings.folds is None or settings.folds >= 2, "folds must be at least 2"),
+              (settings.fold in (None, ALL_PATIENTS) or (isinstance(settings.fold, int) and settings.folds is not None
                                                          and 0 <= settings.fold < settings.folds),
-               f"fold must be in 0..{(settings.folds or 1) - 1} or 'all'")]
+               f"fold must be in 0..{(settings.folds or 0) - 1} or 'all'")]
     for ok, problem in checks:
         if not ok:
             raise OsteoSegError(problem)
