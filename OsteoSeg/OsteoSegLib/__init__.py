@@ -11,7 +11,8 @@ one way, from the top of this list to the bottom (Testing/test_layout.py enforce
 - `model/`: preprocessing, network, loss, augmentation, devices, model packages, slice data
 - `alignment/`, `phantom/`: PET onto the CT grid; the synthetic cohort
 - `data/`: cohorts, image files, DICOM, SUV, contours, splits
-- ground floor (this folder): errors, atomic writes, progress, imaging basics, metrics, dependencies
+- ground floor (this folder): errors, atomic writes, output folders, progress, imaging basics, metrics,
+  dependencies, the cache folder
 
 Heavy dependencies (torch, slicer, matplotlib) are imported inside the functions that need them where
 a module must stay importable without them (Slicer loads the module before its dependencies exist).
