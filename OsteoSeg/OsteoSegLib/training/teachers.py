@@ -9,9 +9,11 @@ logits (N, 1, S, S). Nothing is downloaded; the checkpoint's sha256 goes into th
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -141,16 +143,18 @@ def unlabelled_pool(pool: list[tuple[Cohort, str]], teachers: list[Teacher], set
                             np.concatenate(maps) if maps else np.zeros((0, count, size, size), np.float16), case_ids)
 
 
+def by_cohort(pool: list[tuple[Cohort, str]]) -> list[tuple[Cohort, list[str]]]:
+    """The pool's case ids grouped by their cohort, cohorts in a fixed (folder) order."""
+    groups: dict[str, tuple[Cohort, list[str]]] = {}
+    for cohort, case_id in pool:
+        groups.setdefault(str(cohort.root), (cohort, []))[1].append(case_id)
+    return [groups[key] for key in sorted(groups)]
+
+
 def pool_fingerprint(pool: list[tuple[Cohort, str]]) -> str:
     """sha256 over every unlabelled case's id and CT and PET bytes (by cohort, in a fixed order)."""
-    import hashlib
-
     digest = hashlib.sha256()
-    by_cohort: dict[str, tuple[Cohort, list[str]]] = {}
-    for cohort, case_id in pool:
-        by_cohort.setdefault(str(cohort.root), (cohort, []))[1].append(case_id)
-    for key in sorted(by_cohort):
-        cohort, ids = by_cohort[key]
+    for cohort, ids in by_cohort(pool):
         digest.update(cohort_fingerprint(cohort, ids, None).encode())
     return digest.hexdigest()
 
@@ -163,9 +167,14 @@ class UnlabelledCases:
     cases: list[tuple[Cohort, str]]
     teachers: dict[str, str] | None = None
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """Hashed once: the run record and the model card both name it, and it reads every image."""
+        return pool_fingerprint(self.cases)
+
     def record(self) -> dict:
         """What the run record and the model card say of them."""
-        return {"cases": len(self.cases), "fingerprint": pool_fingerprint(self.cases),
+        return {"cases": len(self.cases), "fingerprint": self.fingerprint,
                 "teachers_given": {role: given_record(spec) for role, spec in sorted((self.teachers or {}).items())}}
 
 
@@ -179,10 +188,7 @@ def check_unlabelled(cohort: Cohort, unlabelled: UnlabelledCases | None, setting
         raise OsteoSegError("semi-supervised training needs unlabelled patients: every case of the cohort has the "
                             "label source and no --unlabelled cohort was given", path=cohort.path("cohort.json"))
     units = {case.pet_units for case in cohort.cases}
-    by_cohort: dict[str, tuple[Cohort, list[str]]] = {}
-    for other, case_id in unlabelled.cases:
-        by_cohort.setdefault(str(other.root), (other, []))[1].append(case_id)
-    for other, ids in by_cohort.values():
+    for other, ids in by_cohort(unlabelled.cases):
         check_cohort(other, ids)
         foreign = sorted({other.case(i).pet_units for i in ids} - units)
         if foreign:
