@@ -10,7 +10,6 @@ source that defines it, in docs/slicer-compatibility.md.
 
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,9 +25,15 @@ from slicer.util import VTKObservationMixin
 
 ALIGN_METHODS = ["resample (combined PET/CT)", "rigid (SimpleITK)", "rigid (BRAINSFit)"]
 BRAINSFIT_METHOD = 2
-PYTHON_SUPPORTED = sys.version_info >= (3, 10)
-UNSUPPORTED_MESSAGE = (f"OsteoSeg needs 3D Slicer 5.10 or later (Python 3.10 or later); this Slicer runs Python "
-                       f"{sys.version_info[0]}.{sys.version_info[1]}. Please install a newer Slicer.")
+TRANSFER_KINDS = {"PET (SUV)": "pet", "CT (e.g. an earlier scan)": "ct", "other (e.g. MRI)": "other"}
+TRANSFER_STEPS = {"measured best for the source": None, "rigid only": False, "rigid + deformable": True}
+try:
+    import OsteoSegLib  # noqa: F401  (light; refuses Python < 3.10, i.e. 3D Slicer 5.8 and older, saying why)
+except ImportError as error:
+    UNSUPPORTED_MESSAGE = str(error)
+else:
+    UNSUPPORTED_MESSAGE = ""
+PYTHON_SUPPORTED = not UNSUPPORTED_MESSAGE
 
 
 class OsteoSeg(ScriptedLoadableModule):
@@ -65,9 +70,13 @@ def registerSampleData():
     import SampleData
     from OsteoSegLib.scene.sample import sample_data_source
 
+    def loadFromSampleData(source):
+        # Called from the Sample Data module's button (a Qt slot): an error would reach only the console.
+        with slicer.util.tryWithErrorDisplay("Could not load the sample PET-CT.", waitCursor=True):
+            return OsteoSegLogic().loadSample()
+
     thumbnail = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "OsteoSeg.png")
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        **sample_data_source(thumbnail, lambda source: OsteoSegLogic().loadSample()))
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(**sample_data_source(thumbnail, loadFromSampleData))
 
 
 @parameterNodeWrapper
@@ -85,6 +94,11 @@ class OsteoSegParameterNode:
     threshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.5
     probabilityMaps: bool = False
     outputSegmentation: vtkMRMLSegmentationNode
+    roughSegment: str = ""
+    transferSegmentation: vtkMRMLSegmentationNode
+    transferSource: vtkMRMLScalarVolumeNode
+    transferKind: Annotated[str, Choice(list(TRANSFER_KINDS))] = list(TRANSFER_KINDS)[0]
+    transferStep: Annotated[str, Choice(list(TRANSFER_STEPS))] = list(TRANSFER_STEPS)[0]
 
 
 class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -128,6 +142,8 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.editButton.connect("clicked(bool)", self.onEditButton)
+        self.ui.proposeButton.connect("clicked(bool)", self.onProposeButton)
+        self.ui.transferButton.connect("clicked(bool)", self.onTransferButton)
         self.ui.cancelButton.visible = False
         self.ui.progressBar.visible = False
         self.initializeParameterNode()
@@ -204,6 +220,16 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else "Select a CT volume and a PET volume first." if not haveInputs
             else "Choose the model set folder (it holds the Model A and Model B packages).")
         self.ui.editButton.enabled = bool(p and p.outputSegmentation)
+        # The rough-outline selector is not bound to the parameter node (it offers three node types).
+        self.ui.proposeButton.enabled = haveInputs and not running
+        self.ui.proposeButton.toolTip = (
+            "Cluster the CT and PET around the rough outline and propose both labels, opened in Segment Editor."
+            if haveInputs else "Select a CT volume and a PET volume first.")
+        canTransfer = bool(p and p.ctVolume and p.transferSegmentation and p.transferSource)
+        self.ui.transferButton.enabled = canTransfer and not running
+        self.ui.transferButton.toolTip = (
+            "Carry the segmentation onto the CT as a new segmentation; each segment says whether the CT shows it."
+            if canTransfer else "Select the CT (Inputs), the segmentation and the volume it was drawn on.")
 
     def onLoadSampleButton(self):
         with slicer.util.tryWithErrorDisplay("Could not load the sample PET-CT.", waitCursor=True):
@@ -301,6 +327,27 @@ class OsteoSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         self.logic.editInSegmentEditor(p.outputSegmentation, p.ctVolume)
 
+    def onProposeButton(self):
+        with slicer.util.tryWithErrorDisplay("Could not propose labels.", waitCursor=True):
+            if not self.logic.ensureDependencies("segment"):   # the clustering runs on PyTorch
+                return
+            p = self._parameterNode
+            added = self.logic.proposeLabels(p.ctVolume, p.alignedPetVolume or p.petVolume,
+                                             self.ui.roughInputSelector.currentNode(), p.roughSegment or None)
+            lesions = added.proposal.lesions
+            lowest = min((lesion.confidence for lesion in lesions), default=0.0)
+            self.ui.statusLabel.text = (f"Proposed: {added.segmentation.GetName()} ({len(lesions)} lesion(s), lowest "
+                                        f"confidence {lowest:.2f}). Correct them in Segment Editor.")
+            self.logic.editInSegmentEditor(added.segmentation, p.ctVolume)
+
+    def onTransferButton(self):
+        with slicer.util.tryWithErrorDisplay("Could not transfer the segmentation.", waitCursor=True):
+            p = self._parameterNode
+            node, verdicts = self.logic.transfer(p.transferSource, p.transferSegmentation, p.ctVolume,
+                                                 TRANSFER_KINDS[p.transferKind], TRANSFER_STEPS[p.transferStep])
+            self.ui.transferResultLabel.text = "\n".join(verdicts)
+            self.ui.statusLabel.text = f"Transferred: {node.GetName()} (the original segmentation is unchanged)."
+
 
 class OsteoSegLogic(ScriptedLoadableModuleLogic):
     """Adapter from Slicer's application to OsteoSegLib: builds the MRML context from the running
@@ -324,14 +371,9 @@ class OsteoSegLogic(ScriptedLoadableModuleLogic):
 
     def loadSample(self):
         """Generate (once, into Slicer's cache folder) and load the sample PET-CT case."""
-        from OsteoSegLib.scene.display import load_case
-        from OsteoSegLib.scene.sample import ensure_sample_case
+        from OsteoSegLib.scene.sample import load_sample
 
-        cohort, case = ensure_sample_case(slicer.app.cachePath)
-        nodes = load_case(self.mrmlContext(), cohort, case, with_labels=False)
-        slicer.mrmlScene.RemoveNode(nodes.pet_on_ct)   # Align / Preview make their own
-        logging.info(f"OsteoSeg sample loaded from {cohort.root}")
-        return nodes.ct, nodes.pet
+        return load_sample(self.mrmlContext(), slicer.app.cachePath)
 
     def brainsFitAvailable(self):
         return hasattr(slicer.modules, "brainsfit")
@@ -347,6 +389,21 @@ class OsteoSegLogic(ScriptedLoadableModuleLogic):
 
         return align_in_scene(self.mrmlContext(), ctNode, petNode, ("resample", "rigid")[methodIndex],
                               figure_folder=tempfile.mkdtemp(prefix="OsteoSegAlign"))
+
+    def proposeLabels(self, ctNode, petNode, roughNode, segmentName=None):
+        """Proposed Label A and B from a rough segment, ROI box or points, as a new segmentation beside the CT."""
+        from OsteoSegLib.scene.propose_in_scene import propose_in_scene
+
+        return propose_in_scene(self.mrmlContext(), ctNode, petNode, roughNode, segment_name=segmentName)
+
+    def transfer(self, sourceNode, segmentationNode, ctNode, sourceKind, deformable):
+        """Carry a segmentation drawn on another volume onto the CT; returns the new node and one line
+        per segment with its CT visibility verdict."""
+        from OsteoSegLib.scene.transfer_in_scene import transfer_in_scene, verdict_lines
+
+        node = transfer_in_scene(self.mrmlContext(), sourceNode, segmentationNode, ctNode,
+                                 source_kind=sourceKind, deformable=deformable)
+        return node, verdict_lines(node)
 
     def preview(self, ctNode, petNode, opacity=0.5):
         from OsteoSegLib.scene.display import preview

@@ -51,16 +51,17 @@ def libraryFolder(moduleFolder):
 
 def runCommandLine(argv):
     """Run an `osteoseg` command; returns its exit status."""
-    if sys.version_info < (3, 10):
-        print(f"OsteoSeg needs 3D Slicer 5.10 or later (Python 3.10 or later); this is Python "
-              f"{sys.version_info[0]}.{sys.version_info[1]}", file=sys.stderr)
-        return 2
     folder = libraryFolder(os.path.dirname(os.path.abspath(__file__)))
     if folder is None:
         print("OsteoSegLib was not found beside OsteoSegTrain.py nor in ../OsteoSeg", file=sys.stderr)
         return 2
     if folder not in sys.path:
         sys.path.insert(0, folder)
+    try:
+        import OsteoSegLib  # noqa: F401  (refuses Python < 3.10, i.e. 3D Slicer 5.8 and older, saying why)
+    except ImportError as error:
+        print(error, file=sys.stderr)
+        return 2
     from OsteoSegLib.cli import main
 
     return main(_commandLineArguments(argv))

@@ -201,3 +201,36 @@ def write_dicom_case(folder, seed: int = 0, frame: str | None = None, structure_
     write_rtstruct(folder / "RS.dcm", ct, mask, {"study": study, "series": generate_uid(),
                                                  "frame": structure_frame or frame})
     return hu, suv, mask
+
+
+def lesion_patient(seed: int = 0):
+    """A small CT + PET (4 mm PET grid) with a bone whose cortex a hot lesion destroyed on one side,
+    warm soft tissue (edema) beside it, and a hot spot far from it (a PET-only confounder); the CT is
+    2 x 2 x 3 mm, 32 x 28 x 12. Returns the CT and PET images, the rough mask (lesion and edema grown
+    by a voxel in-plane) and the regions by name, as (z, y, x) arrays on the CT grid."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices((12, 28, 32))
+    radius = np.hypot(y - 14, x - 15)
+    body = np.hypot((y - 14) / 13, (x - 15) / 15) <= 1
+    cortex, marrow = (radius <= 6) & (radius > 4), radius <= 4
+    lesion = (np.hypot(y - 14, x - 20) <= 3.5) & (cortex | marrow) & (z >= 4) & (z <= 7)
+    edema = (ndimage.distance_transform_edt(~lesion, sampling=(9, 1, 1)) <= 3) & body & ~cortex & ~marrow & (x > 20)
+    confounder = (np.hypot(y - 14, x - 4) <= 2.5) & (z >= 9)
+    hu = np.where(body, 40.0, -1000.0) + np.where(cortex, 1160.0, 0) + np.where(marrow, 260.0, 0)
+    hu = np.where(lesion, 80.0, hu) + rng.normal(0, 10, hu.shape)
+    suv = np.where(body, 0.8, 0.05) + np.where(marrow, 0.7, 0) + np.where(edema, 2.2, 0)
+    suv = np.where(lesion, 7.0, np.where(confounder, 5.0, suv))
+    ct = sitk.GetImageFromArray(hu.astype(np.float32))
+    ct.SetSpacing((2.0, 2.0, 3.0))
+    ct.SetOrigin((-30.0, -20.0, 5.0))
+    fine = sitk.GetImageFromArray(ndimage.gaussian_filter(suv, (0.6, 1.0, 1.0)).astype(np.float32))
+    fine.CopyInformation(ct)
+    grid = sitk.Image((16, 14, 9), sitk.sitkFloat32)
+    grid.SetSpacing((4.0, 4.0, 4.0))
+    grid.SetOrigin((-32.0, -22.0, 3.0))
+    pet = sitk.Resample(fine, grid, sitk.Transform(), sitk.sitkLinear, 0.0)
+    rough = ndimage.binary_dilation(lesion | edema, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]]))
+    return ct, pet, rough, {"lesion": lesion, "edema": edema, "confounder": confounder, "bone": cortex | marrow,
+                            "body": body}

@@ -83,16 +83,21 @@ def sync(source: Path, target: Path) -> None:
 
 
 def prepare_workspace() -> None:
-    """build/mutation: src/OsteoSegLib (and the resources it reads), Testing, and a pyproject.toml with
+    """build/mutation: src/OsteoSegLib (and the resources it reads), Testing, OsteoSeg.py with its
+    resources, and a pyproject.toml with
     the repository's pytest settings and mutmut's."""
     sync(ROOT / "OsteoSeg" / "OsteoSegLib", WORKSPACE / "src" / "OsteoSegLib")
     sync(ROOT / "OsteoSeg" / "Resources", WORKSPACE / "src" / "Resources")   # terminology, found beside the library
     sync(ROOT / "Testing", WORKSPACE / "Testing")
+    # The panel's tests read OsteoSeg.py and its .ui beside ../OsteoSeg; not OsteoSegLib, which would
+    # then shadow the mutated copy in src/.
+    sync(ROOT / "OsteoSeg" / "Resources", WORKSPACE / "OsteoSeg" / "Resources")
+    shutil.copy2(ROOT / "OsteoSeg" / "OsteoSeg.py", WORKSPACE / "OsteoSeg" / "OsteoSeg.py")
     pytest_settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     only = [f"src/OsteoSegLib/{module.replace('.', '/')}.py" for module in SCOPE]
     text = ["[tool.pytest.ini_options]", *(f"{key} = {toml_value(value)}" for key, value in pytest_settings.items()),
             "", "[tool.mutmut]", 'source_paths = ["src/OsteoSegLib"]', f"only_mutate = {toml_value(only)}",
-            f'also_copy = {toml_value(["Testing/", "src/Resources/"])}',
+            f'also_copy = {toml_value(["Testing/", "src/Resources/", "OsteoSeg/"])}',
             f"pytest_add_cli_args_test_selection = {toml_value(FAST_TESTS)}",
             'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]', "timeout_multiplier = 5.0",
             # Mutants are forked from the process that ran the tests once (fast: nothing is imported

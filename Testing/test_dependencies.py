@@ -8,7 +8,6 @@ import sys
 import zipfile
 
 import numpy as np
-import pytest
 from OsteoSegLib import dependencies
 
 
@@ -68,8 +67,3 @@ def test_pip_with_these_constraints_refuses_to_replace_an_installed_package(tmp_
     assert "Would install probe-dicom-3.0.2 probe-seg-0.27.0" in unconstrained.stdout
     refused = subprocess.run([*command, "-c", str(constraints)], capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "conflicting dependencies" in refused.stderr
-
-
-@pytest.mark.parametrize("version, supported", [((3, 9, 10), False), ((3, 10, 0), True), ((3, 12, 10), True)])
-def test_python_older_than_3_10_is_not_supported(version, supported):
-    assert dependencies.python_supported(version) is supported

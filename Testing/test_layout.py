@@ -20,7 +20,7 @@ LIBRARY = ROOT / "OsteoSeg" / "OsteoSegLib"
 # The stages from the bottom up: a module may import its own package and any package of a lower rank.
 # Top-level modules (errors, atomic, progress, imaging, metrics, dependencies) are the ground floor.
 STAGE_RANKS = {"": 0, "data": 1, "alignment": 2, "phantom": 2, "model": 3, "inference": 4, "training": 5,
-               "evaluation": 6, "scene": 6, "labels": 6, "bench": 7, "cli": 8}
+               "evaluation": 6, "scene": 6, "labels": 5, "bench": 7, "cli": 8}
 
 
 def package_of(module: str, library: Path) -> str:

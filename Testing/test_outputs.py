@@ -4,12 +4,13 @@ releases), a manifest of what OsteoSeg wrote, --force limited to it, inputs neve
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 from OsteoSegLib.errors import OsteoSegError
-from OsteoSegLib.outputs import MANIFEST_FILE, OutputFolder, check_not_over_inputs, refuse_existing_file
+from OsteoSegLib.outputs import MANIFEST_FILE, OutputFolder, check_not_over_inputs, check_writable, refuse_existing_file
 
 
 def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
@@ -88,3 +89,19 @@ def test_a_named_output_file_is_not_replaced_without_force_and_never_is_an_input
         refuse_existing_file(existing, force=True, inputs=[existing])
     with pytest.raises(OsteoSegError, match="this is a folder"):
         refuse_existing_file(tmp_path, force=True)
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch):
+    asked = []
+
+    def access(path, mode):
+        asked.append(str(path))
+        return False                                                 # as a folder without write permission
+
+    check_writable(tmp_path / "summary.json")
+    monkeypatch.setattr(os, "access", access)
+    with pytest.raises(OsteoSegError, match=f"new/deeper/set: cannot write here: no permission \\({tmp_path}\\)"):
+        check_writable(tmp_path / "new" / "deeper" / "set")        # the nearest folder that exists is checked
+    assert asked == [str(tmp_path)]
+    with pytest.raises(OsteoSegError, match="summary.json: cannot write here"):
+        refuse_existing_file(tmp_path / "summary.json", force=False)

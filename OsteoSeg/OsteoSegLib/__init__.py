@@ -22,6 +22,7 @@ import sys
 
 __version__ = "0.1.0"
 
+# The one check of the Python version: the Slicer modules show this message when the import fails.
 if sys.version_info < (3, 10):   # 3D Slicer 5.8 and older ship Python 3.9
-    raise ImportError(f"OsteoSeg needs Python 3.10 or later (3D Slicer 5.10 or later); this is Python "
-                      f"{sys.version_info[0]}.{sys.version_info[1]}")
+    raise ImportError(f"OsteoSeg needs 3D Slicer 5.10 or later (Python 3.10 or later); this is Python "
+                      f"{sys.version_info[0]}.{sys.version_info[1]}. Please install a newer 3D Slicer.")

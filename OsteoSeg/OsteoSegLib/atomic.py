@@ -29,8 +29,11 @@ def atomic_path(final_path: str | os.PathLike, verify=None):
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
     stem, extension = split_extension(final_path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{extension}",
-                                         dir=final_path.parent)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{extension}",
+                                             dir=final_path.parent)
+    except OSError as error:
+        raise naming(error, final_path, None) from None
     os.close(handle)
     temporary = Path(temporary)
     try:
@@ -40,8 +43,19 @@ def atomic_path(final_path: str | os.PathLike, verify=None):
         # mkstemp creates files readable by their owner only; give the result the usual permissions.
         os.chmod(temporary, 0o666 & ~current_umask())
         os.replace(temporary, final_path)
+    except OSError as error:
+        raise naming(error, final_path, temporary) from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def naming(error: OSError, final_path: Path, temporary: Path | None) -> OSError:
+    """The same error naming the file the user asked for, not its hidden temporary (a write that fails
+    on a full disk names no file at all); an error about another file is left as it is."""
+    if error.errno is None or (temporary is not None and error.filename is not None
+                               and Path(error.filename) != temporary):
+        return error
+    return OSError(error.errno, error.strerror, str(final_path))
 
 
 def current_umask() -> int:

@@ -25,7 +25,6 @@ TORCH_REQUIREMENT = ">=2.1"
 # (CUDA or Apple MPS) runs the networks.
 OPENVINO_REQUIREMENT = "openvino>=2025.1"
 SLICER_OWNED = ("numpy", "SimpleITK", "vtk", "scipy", "requests")
-MINIMUM_PYTHON = (3, 10)
 
 
 def is_installed(module: str) -> bool:
@@ -73,10 +72,3 @@ def keep_installed_constraints(installed: dict[str, str]) -> str:
     """A pip constraints file pinning every installed distribution to its version, so that an
     install adds what is missing and cannot replace anything (it fails instead)."""
     return "".join(f"{name}=={version}\n" for name, version in sorted(installed.items()))
-
-
-def python_supported(version_info=None) -> bool:
-    """Whether this Python can run OsteoSegLib (3D Slicer 5.10 or later ships Python 3.12)."""
-    import sys
-
-    return tuple((version_info or sys.version_info)[:2]) >= MINIMUM_PYTHON

@@ -54,8 +54,10 @@ def physical_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     return corners.min(axis=0), corners.max(axis=0)
 
 
-def check_overlap(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, minimum_fraction: float = 0.1):
-    """Refuse a PET that does not cover a useful part of the CT; the message says by how much they miss."""
+def check_overlap(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, minimum_fraction: float = 0.1,
+                  names: tuple[str, str] = ("PET", "CT")):
+    """Refuse a PET (or other moving image) that does not cover a useful part of the CT; the message
+    says by how much they miss, naming the images by `names` (moving, fixed)."""
     ct_low, ct_high = physical_bounds(ct)
     pet_low, pet_high = physical_bounds(pet)
     overlap = np.clip(np.minimum(ct_high, pet_high) - np.maximum(ct_low, pet_low), 0, None)
@@ -63,6 +65,6 @@ def check_overlap(ct: sitk.Image, pet: sitk.Image, *, case: str | None = None, m
     if fraction < minimum_fraction:
         gap = np.maximum(np.maximum(ct_low - pet_high, pet_low - ct_high), 0)
         detail = (f"they are {np.linalg.norm(gap):.0f} mm apart (gap x/y/z {np.round(gap, 1).tolist()} mm)"
-                  if gap.any() else f"the PET covers only {100 * fraction:.1f}% of the CT")
-        raise OsteoSegError(f"PET and CT do not overlap in physical space: {detail}", case=case)
+                  if gap.any() else f"the {names[0]} covers only {100 * fraction:.1f}% of the {names[1]}")
+        raise OsteoSegError(f"{names[0]} and {names[1]} do not overlap in physical space: {detail}", case=case)
     return fraction

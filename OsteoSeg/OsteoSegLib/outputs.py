@@ -51,7 +51,24 @@ def refuse_existing_file(path: str | os.PathLike, force: bool, inputs=()) -> Pat
         raise OsteoSegError("this is a folder; give a file name", path=path)
     if path.exists() and not force:
         raise OsteoSegError("the file exists; choose another name or pass --force to replace it", path=path)
+    check_writable(path)
     return path
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse, before any work, an output (a file, or a folder) where the folder that would hold it, or
+    the nearest one that exists, cannot be written: a read-only share, no write permission."""
+    folder = Path(path).resolve()
+    folder = folder if folder.is_dir() else folder.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OsteoSegError(f"{folder} is not a folder, so nothing can be written here", path=path)
+    if os.access(folder, os.W_OK):
+        return
+    read_only = hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY
+    raise OsteoSegError(f"cannot write here: {'the file system is read-only' if read_only else 'no permission'} "
+                        f"({folder})", path=path)
 
 
 class OutputFolder:

@@ -73,3 +73,30 @@ def test_summary_reports_volume_and_suv_of_each_label_by_hand(dicom, tmp_path, c
     assert lesion["suv_max"] == pytest.approx(14.0, abs=1e-3)
     assert lesion["suv_mean"] == pytest.approx(12.0, abs=1e-3)                 # mean of 4 + columns 6..10
     assert summary["p1"]["ct_size"] == [20, 24, 6] and summary["p1"]["pet_spacing"] == [2.0, 1.5, 3.0]
+
+
+def test_an_interrupted_import_is_replaced_by_the_next_but_a_folder_osteoseg_did_not_write_is_not(dicom, tmp_path,
+                                                                                                  capsys):
+    from OsteoSegLib.outputs import OutputFolder
+
+    root, arrays = dicom
+    out = tmp_path / "cohort"
+    with OutputFolder(out) as folder:                # as an import killed while moving its cases out of staging
+        folder.record("p1", "p2")
+        (out / "p1").mkdir()
+        (out / "p1" / "ct.nii.gz").write_bytes(b"an earlier import's")
+        (out / ".import.partial-k3j").mkdir()       # its staging folder, with the case not moved yet
+        (out / ".import.partial-k3j" / "p2").mkdir()
+    arguments = ["cohort", "import-dicom", str(root), "--out", str(out)]
+    assert main(arguments) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [".osteoseg-manifest.json", ".osteoseg.lock", "cohort.json",
+                                                     "p1", "p2"]
+    ct = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "p1" / "ct.nii.gz")))
+    np.testing.assert_array_equal(ct, arrays["p1"][0])                        # the new import's, not the old
+    assert main(arguments) == 2 and "a cohort is already there" in capsys.readouterr().err   # finished: kept
+    other = tmp_path / "other"
+    (other / "p1").mkdir(parents=True)
+    (other / "p1" / "mine.txt").write_text("mine")
+    assert main(["cohort", "import-dicom", str(root), "--out", str(other)]) == 2
+    assert "holds files OsteoSeg did not write (p1)" in capsys.readouterr().err
+    assert [p.name for p in other.iterdir()] == ["p1"] and (other / "p1" / "mine.txt").read_text() == "mine"

@@ -4,7 +4,8 @@ one clear line and exit status 2, no input changed, no half-written file under a
 clean rerun.
 
 The full disk and the read-only share are real file systems (a tiny tmpfs, a read-only tmpfs), which
-need mount rights; without them those tests skip, saying so."""
+need mount rights; without them those tests skip, saying so. A kill at a chosen moment (right after an
+entry is moved into place) runs the command in a process that kills itself with SIGKILL there."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +27,7 @@ from helpers import write_dicom_case
 from OsteoSegLib.data.cohort import load_cohort
 from OsteoSegLib.data.io import read_image
 from OsteoSegLib.model.package import load_model_package
+from OsteoSegLib.outputs import LOCK_FILE, MANIFEST_FILE
 
 pytestmark = pytest.mark.slow   # subprocesses and kills: minutes; never in mutation runs
 
@@ -102,6 +105,31 @@ def case_files(cohort):
     return cohort.path(case.ct), cohort.path(case.pet)
 
 
+@pytest.fixture
+def four_cases(tmp_path):
+    """Four tiny phantom cases: the fewest a 2-fold cross-validation takes."""
+    from conftest import TINY_SHAPE, TINY_SPACING
+    from OsteoSegLib.phantom import generate_cohort, settings_for
+
+    return generate_cohort(tmp_path / "four", 4, 9, settings_for("small", shape=TINY_SHAPE, spacing=TINY_SPACING),
+                           workers=1)
+
+
+def folder_layout(cohort, root, copies: int = 1):
+    """A one-folder-per-case layout for import-folders: `copies` case folders, each with case 0's CT and PET."""
+    ct, pet = case_files(cohort)
+    for index in range(copies):
+        case = root / f"P{index:03d}"
+        case.mkdir(parents=True)
+        shutil.copy(ct, case / "ct.nii.gz")
+        shutil.copy(pet, case / "pet.nii.gz")
+    return root
+
+
+def partials(folder) -> list[str]:
+    return [str(p) for p in folder.rglob("*") if ".partial" in p.name]
+
+
 # ---------------------------------------------------------------- a full disk
 
 
@@ -129,19 +157,86 @@ def test_a_full_disk_is_one_line_and_leaves_no_file_under_a_final_name(command, 
     assert tree_hashes(cohort.root) == before
 
 
+@pytest.mark.parametrize("command", ["import-folders", "summary", "suv", "crossval", "evaluate"])
+def test_a_full_disk_names_the_file_keeps_what_was_there_and_a_rerun_with_room_finishes(command, cohort, model_set,
+                                                                                        tmp_path, request):
+    dicom, many = tmp_path / "dicom" / "P1", tmp_path / "nifti"
+    if command == "suv":
+        write_dicom_case(dicom)
+    if command == "import-folders":
+        folder_layout(cohort, many, copies=40)                          # a cohort.json of about 10 kB
+    four_cases = request.getfixturevalue("four_cases") if command == "crossval" else None
+    before = tree_hashes(cohort.root)
+    # Pages of 4 kB: keep.txt takes one, an output folder's lock and manifest one each; the rest is too
+    # little for what the command writes first. summary and suv replace an earlier output (--force) on a
+    # disk with no page left, which must survive.
+    size = {"import-folders": "16k", "summary": "8k", "suv": "8k", "crossval": "32k", "evaluate": "16k"}[command]
+    with mounted(tmp_path / "disk", f"size={size}") as disk:
+        out = disk / "out"
+        (disk / "keep.txt").write_text("the user's file")
+        earlier = {"summary": disk / "summary.json", "suv": disk / "pet.nii.gz"}.get(command)
+        if earlier:
+            sitk.WriteImage(sitk.Image(4, 4, 4, sitk.sitkFloat32), str(tmp_path / "earlier.nii.gz"))
+            kept = b"[]\n" if command == "summary" else (tmp_path / "earlier.nii.gz").read_bytes()
+            earlier.write_bytes(kept)
+        arguments, named = {
+            "import-folders": (["cohort", "import-folders", many, "--out", out, "--ct", "ct.nii.gz", "--pet",
+                                "pet.nii.gz"], out / "cohort.json"),
+            "summary": (["cohort", "summary", cohort.root, "--json", earlier, "--force"], earlier),
+            "suv": (["suv", dicom / "PT", "--out", earlier, "--force"], earlier),
+            "crossval": (["crossval", four_cases and four_cases.root, "--labels", "A", "--inputs", "pet", "--folds",
+                          "2", "--epochs", "1", "--out", out, *TRAIN], out / "models" / "fold0" / "A_pet"),
+            "evaluate": (["evaluate", cohort.root, "--models", model_set, "--out", out, "--device", "cpu"],
+                         out / "predictions" / cohort.cases[0].case_id)}[command]
+        error = one_line_error(osteoseg(*arguments), str(named))
+        assert "disk is full" in error or "is the disk full" in error, error
+        assert_whole(disk)
+        assert not partials(disk) and not (out / "cohort.json").exists() and not (out / "report").exists()
+        assert (disk / "keep.txt").read_text() == "the user's file"
+        assert earlier is None or earlier.read_bytes() == kept
+        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+        again = osteoseg(*arguments)                                    # room again: the same command finishes
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert not partials(disk) and (disk / "keep.txt").read_text() == "the user's file"
+        finished = {"import-folders": out / "cohort.json", "crossval": out / "report" / "report.json",
+                    "evaluate": out / "report" / "report.json"}.get(command, earlier)
+        assert finished.is_file() and (earlier is None or finished.read_bytes() != kept)
+        assert_whole(disk)
+    assert tree_hashes(cohort.root) == before
+
+
 # ---------------------------------------------------------------- a read-only share
 
 
-@pytest.mark.parametrize("command", ["align", "segment", "phantom", "train", "summary"])
+@pytest.mark.parametrize("command", ["align", "segment", "phantom", "train", "summary", "import-folders",
+                                     "import-dicom", "suv", "crossval", "export-set", "evaluate", "bench", "demo"])
 def test_a_read_only_folder_is_one_line_naming_it(command, cohort, model_set, tmp_path):
     ct, pet = case_files(cohort)
+    if command in ("import-dicom", "suv"):
+        write_dicom_case(tmp_path / "dicom" / "P1")
+    if command == "import-folders":
+        folder_layout(cohort, tmp_path / "nifti")
+    before = tree_hashes(cohort.root)
     with mounted(tmp_path / "share", "ro,size=1m") as share:
         arguments = {"align": ["align", "--ct", ct, "--pet", pet, "--out", share / "out"],
                      "segment": ["segment", "--ct", ct, "--pet", pet, "--models", model_set, "--out", share],
                      "phantom": ["phantom", share / "out", "--cases", "1"],
                      "train": ["train", cohort.root, "--label", "A", "--out", share / "model", *TRAIN],
-                     "summary": ["cohort", "summary", cohort.root, "--json", share / "summary.json"]}[command]
-        one_line_error(osteoseg(*arguments), "read-only", str(share))
+                     "summary": ["cohort", "summary", cohort.root, "--json", share / "summary.json"],
+                     "import-folders": ["cohort", "import-folders", tmp_path / "nifti", "--out", share / "c", "--ct",
+                                        "ct.nii.gz", "--pet", "pet.nii.gz"],
+                     "import-dicom": ["cohort", "import-dicom", tmp_path / "dicom", "--out", share / "c"],
+                     "suv": ["suv", tmp_path / "dicom" / "P1" / "PT", "--out", share / "pet.nii.gz"],
+                     "crossval": ["crossval", cohort.root, "--labels", "A", "--folds", "2", "--out", share / "cv"],
+                     "export-set": ["crossval", cohort.root, "--labels", "A", "--folds", "2", "--out", tmp_path / "cv",
+                                    "--export-set", share / "set"],
+                     "evaluate": ["evaluate", cohort.root, "--models", model_set, "--out", share / "e"],
+                     "bench": ["bench", "--json", share / "bench.json", "--cache", tmp_path / "bench"],
+                     "demo": ["demo", "--out", share / "demo"]}[command]
+        one_line_error(osteoseg(*arguments, timeout=120), "read-only", str(share))
+    # refused before any work: nothing written anywhere else either (the cross-validation, the benchmark's cache)
+    assert not (tmp_path / "cv").exists() and not (tmp_path / "bench").exists()
+    assert tree_hashes(cohort.root) == before
 
 
 # ---------------------------------------------------------------- files cut short
@@ -158,6 +253,20 @@ def test_a_file_cut_short_is_refused_by_every_command_that_reads_it(cohort, mode
     trained = osteoseg("train", cohort.root, "--label", "A", "--out", tmp_path / "m", *TRAIN)
     assert trained.returncode == 2 and "cut short" in trained.stderr and "nothing was started" in trained.stderr
     assert not any((tmp_path / name).exists() for name in ("a", "s", "m"))      # refused before writing
+
+
+def test_a_batch_segment_checks_every_case_before_it_writes_anything(cohort, model_set, tmp_path):
+    last = cohort.cases[-1]
+    pet = cohort.path(last.pet)
+    pet.write_bytes(pet.read_bytes()[: pet.stat().st_size // 2])       # the last case's PET, cut short
+    out = tmp_path / "out"
+    arguments = ["segment", "--cohort", cohort.root, "--models", model_set, "--out", out, "--device", "cpu"]
+    one_line_error(osteoseg(*arguments), "nothing was started", f"case {last.case_id}: {pet}: the file is cut short")
+    assert not out.exists()                                             # not even the first case's result
+    out.mkdir()
+    (out / "mine.txt").write_text("mine")
+    one_line_error(osteoseg(*arguments), f"case {last.case_id}")         # in a folder that exists: untouched
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
 
 
 # ---------------------------------------------------------------- kill -9, then run again
@@ -220,6 +329,70 @@ def test_an_import_killed_at_any_point_leaves_no_half_cohort_and_runs_again(tmp_
     assert len(load_cohort(out).cases) == 3 and not [p for p in out.iterdir() if ".partial" in p.name]
 
 
+KILL_AFTER_MOVE = """
+import os, signal, sys
+from pathlib import Path
+
+target, real = Path(sys.argv[1]).resolve(), os.replace
+
+
+def replace(source, destination, *arguments, **keywords):
+    real(source, destination, *arguments, **keywords)
+    if Path(destination).resolve() == target:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+os.replace = replace
+from OsteoSegLib.cli.main import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def killed_after_moving(target, *arguments) -> None:
+    """Run a command that is killed (kill -9) right after it has moved `target` into place."""
+    done = subprocess.run([sys.executable, "-c", KILL_AFTER_MOVE, str(target), *map(str, arguments)],
+                          capture_output=True, text=True, timeout=300, env=environment())
+    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr[-2000:])
+
+
+def assert_all_listed(out, entry: str) -> None:
+    """Everything the killed run put in place (`entry` included) is in the folder's manifest, so
+    --force or a rerun may remove it; only its hidden temporaries are not."""
+    listed = set(json.loads((out / MANIFEST_FILE).read_text())["entries"])
+    present = {p.name for p in out.iterdir() if p.name not in (MANIFEST_FILE, LOCK_FILE) and ".partial" not in p.name}
+    assert entry in present and present <= listed, (present, listed)
+
+
+@pytest.mark.parametrize("entry", ["case_000", "cohort.json", "overview.png"])
+def test_a_phantom_killed_right_after_moving_an_entry_into_place_leaves_only_what_force_removes(tmp_path, entry):
+    out = tmp_path / "phantom"
+    arguments = ["phantom", out, "--cases", "2", "--shape", "48", "48", "20", "--spacing", "4", "4", "6",
+                 "--workers", "1"]
+    killed_after_moving(out / entry, *arguments)
+    assert_all_listed(out, entry)
+    left = tree_hashes(out)
+    one_line_error(osteoseg(*arguments), "not empty", "--force")                 # refused: nothing touched
+    assert tree_hashes(out) == left
+    again = osteoseg(*arguments, "--force")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(load_cohort(out).cases) == 2 and not partials(out) and (out / "overview.png").is_file()
+    assert_whole(out)
+
+
+@pytest.mark.parametrize("entry", ["P1", "P2", "cohort.json"])
+def test_an_import_killed_right_after_moving_a_case_into_place_is_listed_and_runs_again(tmp_path, entry):
+    for name in ("P1", "P2", "P3"):
+        write_dicom_case(tmp_path / "dicom" / name, seed=len(name))
+    out = tmp_path / "cohort"
+    arguments = ["cohort", "import-dicom", tmp_path / "dicom", "--out", out]
+    killed_after_moving(out / entry, *arguments)
+    assert_all_listed(out, entry)
+    again = osteoseg(*arguments, *(["--force"] if entry == "cohort.json" else []))   # unfinished: no --force needed
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [case.case_id for case in load_cohort(out).cases] == ["P1", "P2", "P3"] and not partials(out)
+    assert_whole(out)
+
+
 # ---------------------------------------------------------------- two runs at once
 
 
@@ -255,10 +428,14 @@ def test_force_never_removes_an_input_or_a_file_osteoseg_did_not_write(cohort, m
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("my notes")
+    folder_layout(cohort, tmp_path / "nifti")
+    write_dicom_case(tmp_path / "dicom" / "P1")
     for arguments in (["train", cohort.root, "--label", "A", "--out", mine, "--force", *TRAIN],
                       ["phantom", mine, "--cases", "1", "--force"],
-                      ["cohort", "import-folders", tmp_path / "dicom-less", "--out", mine, "--ct", "x", "--pet", "y"]):
-        assert osteoseg(*arguments).returncode == 2
+                      ["cohort", "import-folders", tmp_path / "nifti", "--out", mine, "--ct", "ct.nii.gz", "--pet",
+                       "pet.nii.gz", "--force"],
+                      ["cohort", "import-dicom", tmp_path / "dicom", "--out", mine, "--force"]):
+        one_line_error(osteoseg(*arguments), "--force only removes what OsteoSeg wrote", "notes.txt")
     assert (mine / "notes.txt").read_text() == "my notes" and [p.name for p in mine.iterdir()] == ["notes.txt"]
     image = sitk.ReadImage(str(cohort.path(cohort.cases[0].ct)))
     assert image.GetSize() == (48, 48, 20)

@@ -114,3 +114,19 @@ def test_required_labels_are_checked_when_work_starts_and_an_empty_cohort_is_nam
     empty = validate_cohort(Cohort(tmp_path / "nothing", []))
     assert [(p.case, p.path, p.message) for p in empty] == [("-", str(tmp_path / "nothing"),
                                                              "the cohort has no cases")]
+
+
+def test_work_that_reads_no_label_is_not_stopped_by_a_bad_label_but_by_a_bad_image(tmp_path):
+    rng = np.random.default_rng(2)
+    write(rng.integers(-1000, 1500, (8, 16, 16)).astype(np.int16), tmp_path / "ct.nii.gz")
+    write(rng.uniform(0.1, 5, (8, 16, 16)).astype(np.float32), tmp_path / "pet.nii.gz")
+    write(np.full((8, 16, 16), 3, np.uint8), tmp_path / "label.nii.gz")          # not a mask
+    write(np.zeros((8, 16, 16), np.float32) - 2.0, tmp_path / "negative.nii.gz")  # not SUV
+    cohort = Cohort(tmp_path, [Case(case_id="p1", ct="ct.nii.gz", pet="pet.nii.gz", labels={"A": "label.nii.gz"}),
+                               Case(case_id="p2", ct="ct.nii.gz", pet="negative.nii.gz")])
+    save_cohort(cohort)
+    with pytest.raises(OsteoSegError, match="case p1: .*label.nii.gz: label values must be 0/1"):
+        check_cohort(cohort, ["p1"])
+    check_cohort(cohort, ["p1"], ["B"], labels=False)                 # neither the label nor a missing one
+    with pytest.raises(OsteoSegError, match=r"1 problem\(s\).*\n  case p2: .*negative.nii.gz: PET has negative"):
+        check_cohort(cohort, ["p1", "p2"], labels=False)

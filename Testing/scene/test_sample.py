@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from OsteoSegLib.scene.sample import SAMPLE_NAME, ensure_sample_case, sample_data_source
+from OsteoSegLib.scene.sample import SAMPLE_NAME, ensure_sample_case, load_sample, sample_data_source
 
 
 def test_sample_case_is_generated_once_and_has_a_lesion(tmp_path):
@@ -11,6 +11,16 @@ def test_sample_case_is_generated_once_and_has_a_lesion(tmp_path):
     stamp = cohort.path(case.ct).stat().st_mtime_ns
     again, _ = ensure_sample_case(tmp_path)
     assert again.path(case.ct).stat().st_mtime_ns == stamp                  # re-used, not regenerated
+
+
+def test_the_sample_loads_into_a_scene_without_any_download(context, tmp_path):
+    """What Load sample, the Sample Data entry and the self-test get: the CT the self-test expects
+    (96 x 96 x 40) and the PET on its own grid, nothing else left in the scene."""
+    ct, pet = load_sample(context, tmp_path)
+    assert ct.GetImageData().GetDimensions() == (96, 96, 40)
+    assert pet.GetImageData().GetDimensions() != (96, 96, 40)
+    assert context.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 2
+    assert (ct.GetName(), pet.GetName()) == ("case_000 CT", "case_000 PET")
 
 
 def sample_data_source_accepts(arguments: dict) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import OsteoSegError
 from .command import HelpFormatter, add_command
+from .transfer import add_cohort_transfer
 
 
 def run_import_folders(arguments) -> int:
@@ -121,3 +122,4 @@ def add_cohort_commands(commands) -> None:
     summary.add_argument("--json", help="also write the figures as JSON here")
     summary.add_argument("--force", action="store_true", help="replace the --json file if it exists")
     summary.set_defaults(run=run_summary)
+    add_cohort_transfer(actions)

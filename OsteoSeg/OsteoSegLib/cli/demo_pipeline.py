@@ -99,8 +99,8 @@ def _run_demo(out: Path, folder: OutputFolder, settings: DemoSettings, progress,
     case = next((c for c in cohort.cases if c.metadata["agreement"]["volume_ml"]["truth"] > 0), None)
     if case is None:
         raise OsteoSegError("the demo cohort has no case with a lesion", path=cohort.root)
+    folder.record(overview_path(case.case_id, out).name)   # noted before it is written
     overview = write_overview(cohort, case.case_id, out)
-    folder.record(overview.name)
 
     log(f"2/4 {settings.folds}-fold cross-validation: Model A and Model B x CT / PET / CT+PET "
         f"(width {settings.width}, {settings.epochs} epochs) ...")
@@ -119,8 +119,12 @@ def _run_demo(out: Path, folder: OutputFolder, settings: DemoSettings, progress,
     return DemoResult(cohort.root, overview, report_folder, model_set, paths, scene, report)
 
 
+def overview_path(case_id: str, out: Path) -> Path:
+    return out / f"{case_id}_overview.png"
+
+
 def write_overview(cohort: Cohort, case_id: str, out: Path) -> Path:
-    overview = out / f"{case_id}_overview.png"
+    overview = overview_path(case_id, out)
     write_cohort_case_overview(cohort, cohort.case(case_id), overview)
     return overview
 

@@ -23,7 +23,7 @@ def run_crossval(arguments) -> int:
     from ..evaluation.cross_validation import cross_validate
     from ..evaluation.report import write_report
     from ..model.slice_data import parse_inputs
-    from ..outputs import OutputFolder, check_not_over_inputs
+    from ..outputs import OutputFolder, check_not_over_inputs, check_writable
     from ..progress import TerminalProgress
 
     inputs = [parse_inputs(text) for text in arguments.inputs]
@@ -32,6 +32,7 @@ def run_crossval(arguments) -> int:
     cohort = load_cohort(arguments.cohort)
     if arguments.export_set:
         check_not_over_inputs(arguments.export_set, [cohort.root, arguments.out])
+        check_writable(arguments.export_set)   # a read-only share is refused now, not after the training
     with OutputFolder(arguments.out, inputs=[cohort.root], command="crossval") as folder:
         report_exists = (folder.path / REPORT_FOLDER).exists()
         if arguments.force:

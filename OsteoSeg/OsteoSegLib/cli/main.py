@@ -17,9 +17,11 @@ from .command import HelpFormatter
 from .demo import add_demo_command
 from .evaluate import add_crossval_command, add_evaluate_command
 from .phantom import add_phantom_command
+from .propose import add_propose_command
 from .segment import add_segment_command
 from .suv import add_suv_command
 from .train import add_train_command
+from .transfer import add_transfer_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"osteoseg {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (add_phantom_command, add_cohort_commands, add_suv_command, add_align_command, add_train_command,
-                add_crossval_command, add_evaluate_command, add_segment_command, add_bench_command,
-                add_demo_command):
+                add_crossval_command, add_evaluate_command, add_segment_command, add_propose_command,
+                add_transfer_command, add_bench_command, add_demo_command):
         add(commands)
     return parser
 

@@ -39,8 +39,8 @@ def run_phantom(arguments) -> int:
     if lesion_case is not None and not arguments.no_overview:
         with OutputFolder(cohort.root, command="phantom") as folder:
             path = cohort.root / "overview.png"
+            folder.record(path.name)   # before it is written, so a kill cannot leave it unlisted
             write_cohort_case_overview(cohort, lesion_case, path)
-            folder.record(path.name)
         print(f"Overview of {lesion_case.case_id}: {path}")
     return 0
 

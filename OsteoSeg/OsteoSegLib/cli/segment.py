@@ -51,6 +51,16 @@ def segment_one(context, ct_path, pet_path, models, arguments, folder, name: str
     return True
 
 
+def check_cases_first(cohort, folder, force: bool) -> None:
+    """Every case still to segment is checked as `cohort validate` checks its CT and PET before the
+    first is segmented, so a bad case late in a batch stops it before any output is written."""
+    from ..data.cohort_validate import check_cohort
+    from ..scene.segment_output import finished_outputs
+
+    pending = [case.case_id for case in cohort.cases if force or not finished_outputs(folder.path, case.case_id)]
+    check_cohort(cohort, pending, labels=False)
+
+
 def read_transform(path):
     """A transform file, or one clear error naming it."""
     import SimpleITK as sitk
@@ -87,6 +97,7 @@ def run_segment(arguments) -> int:
             name = arguments.name or Path(arguments.ct or arguments.pet).name.split(".")[0]
             segment_one(context, arguments.ct, arguments.pet, models, arguments, folder, name)
             return 0
+        check_cases_first(cohort, folder, arguments.force)
         done = 0
         for case in cohort.cases:
             transform = None if arguments.transform else recorded_transform(cohort, case)

@@ -3,9 +3,9 @@
 - Folders: one folder per case with file-name patterns, e.g. the IBSI layout
   `nifti/<case>/CT_image.nii.gz`, `PET_image.nii.gz`, `CT_mask.nii.gz`.
 - DICOM: one folder per case holding a CT and a PET series (found by Modality and
-  SeriesInstanceUID) and optionally RTSTRUCT / DICOM SEG contours. DICOM is converted once into
-  NIfTI beside cohort.json (CT in HU, PET in SUVbw, labels on the CT grid), with the SUV conversion
-  recorded per case.
+  SeriesInstanceUID) and optionally an RTSTRUCT contour. DICOM is converted once into NIfTI beside
+  cohort.json (CT in HU, PET in SUVbw, the label on the CT grid), with the SUV conversion recorded
+  per case.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def import_folders(root: str | os.PathLike, out: str | os.PathLike, *, ct: str, 
     with OutputFolder(out, inputs=[root], command="cohort import-folders") as folder:
         prepare_cohort_folder(folder, force)
         cohort = Cohort(root=out, cases=cases, name=root.name, description=f"Imported from {root}")
+        folder.record(COHORT_FILE)   # noted before it is written: a kill right after leaves it OsteoSeg's
         save_cohort(cohort)
-        folder.record(COHORT_FILE)
     return cohort
 
 
@@ -85,24 +85,34 @@ def import_dicom(root: str | os.PathLike, out: str | os.PathLike, *, label_sourc
     """A cohort from one DICOM folder per case: CT + PET series (chosen by `series_uids` where a case
     has several), and the RTSTRUCT that references the CT's frame of reference as label
     `label_source` (ROI `roi`, or its only ROI). Every case is converted into a temporary folder
-    first: a case that fails leaves nothing behind."""
+    first: a case that fails leaves nothing behind. An import that was interrupted (no cohort.json
+    yet) is replaced by the next one."""
     root, out = Path(root).resolve(), Path(out).resolve()
     folders = _case_folders(root)
     with OutputFolder(out, inputs=[root], command="cohort import-dicom") as folder:
         prepare_cohort_folder(folder, force)
+        remove_interrupted_import(folder, [case_folder.name for case_folder in folders])
         staging = Path(tempfile.mkdtemp(prefix=".import.partial-", dir=out))
         try:
             cases = [convert_dicom_case(case_folder, staging, label_source, roi, series_uids)
                      for case_folder in folders]
             for case in cases:
+                folder.record(case.case_id)   # noted before it is moved: a kill right after leaves it OsteoSeg's
                 os.replace(staging / case.case_id, out / case.case_id)
-                folder.record(case.case_id)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         cohort = Cohort(root=out, cases=cases, name=root.name, description=f"Imported from DICOM in {root}")
-        save_cohort(cohort)
         folder.record(COHORT_FILE)
+        save_cohort(cohort)
     return cohort
+
+
+def remove_interrupted_import(folder: OutputFolder, case_ids) -> None:
+    """Case folders an interrupted import had moved into place (OsteoSeg's, listed in its manifest;
+    without cohort.json the import did not finish) are removed before this import moves its own."""
+    for case_id in case_ids:
+        if (folder.path / case_id).exists() and folder.owns(case_id):
+            folder.remove(case_id)
 
 
 def convert_dicom_case(source: Path, staging: Path, label_source: str, roi: str | None, series_uids) -> Case:

@@ -95,13 +95,15 @@ def _read(path, case, problems):
         return None
 
 
-def validate_case(cohort: Cohort, case, required_labels=()) -> list[Problem]:
-    """All problems of one case."""
+def validate_case(cohort: Cohort, case, required_labels=(), *, labels: bool = True) -> list[Problem]:
+    """All problems of one case (of its CT and PET only, without `labels`)."""
     problems: list[Problem] = []
     ct_path, pet_path = cohort.path(case.ct), cohort.path(case.pet)
     ct = _read(ct_path, case.case_id, problems)
     pet = _read(pet_path, case.case_id, problems)
     problems += image_problems(ct, pet, case=case.case_id, ct_path=ct_path, pet_path=pet_path)
+    if not labels:
+        return problems
     for source in required_labels:
         if source not in case.labels:
             problems.append(Problem(case.case_id, None, f"label source {source!r} is missing from this case"))
@@ -130,10 +132,11 @@ def validate_cohort(cohort: Cohort, required_labels=()) -> list[Problem]:
     return problems
 
 
-def check_cohort(cohort: Cohort, case_ids, required_labels=()) -> None:
-    """Refuse to start work on cases that `cohort validate` would flag (every problem listed)."""
+def check_cohort(cohort: Cohort, case_ids, required_labels=(), *, labels: bool = True) -> None:
+    """Refuse to start work on cases that `cohort validate` would flag (every problem listed; without
+    `labels`, only those of the CT and PET, for work that reads no label)."""
     problems = [problem for case_id in case_ids
-                for problem in validate_case(cohort, cohort.case(case_id), required_labels)]
+                for problem in validate_case(cohort, cohort.case(case_id), required_labels, labels=labels)]
     if problems:
         shown = problems[:20]
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""

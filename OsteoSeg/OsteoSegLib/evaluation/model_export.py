@@ -50,8 +50,8 @@ def export_fold_ensemble(models_folder: Path, labels, inputs: tuple[str, ...], f
             target = folder.path / name
             if target.exists():
                 raise OsteoSegError("a model is already there; pass --force to replace the exported set", path=target)
+            folder.record(name)   # noted before it is moved into place: a kill right after leaves it OsteoSeg's
             written.append(copy_verified(source, target))
-            folder.record(name)
     return written
 
 

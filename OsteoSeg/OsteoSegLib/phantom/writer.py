@@ -139,8 +139,8 @@ def generate_cohort(out: str | os.PathLike, cases: int, seed: int, settings: Pha
                            "cases": int(cases), "unlabelled_cases": int(unlabelled), "settings": asdict(settings)})
             save_cohort(cohort)
             for entry in [case.case_id for case in results] + [COHORT_FILE]:
+                folder.record(entry)   # noted before it is moved: a kill right after leaves it OsteoSeg's
                 os.replace(staging / entry, out / entry)
-                folder.record(entry)
             cohort.root = out
             return cohort
         finally:

@@ -1,0 +1,151 @@
+"""Transfer for a whole cohort: each case's label drawn on another image (its PET, an earlier scan) is
+carried onto its CT and added, in a new cohort, as a new label source. The new cohort names the
+original images where they are; only the transferred labels and their reports are written."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from ..atomic import write_text
+from ..data.cohort import COHORT_FILE, Cohort, load_cohort, save_cohort
+from ..data.fingerprint import sha256_file
+from ..data.io import read_image
+from ..errors import OsteoSegError
+from ..outputs import OutputFolder
+from ..progress import Progress
+from .transfer import transfer_label
+from .transfer_files import LABELS_FILE, REPORT_FILE, write_transfer
+
+SUMMARY_FILE = "transfer.csv"
+
+
+def case_file(cohort: Cohort, case, pattern: str, what: str) -> Path:
+    """The one file matching `pattern` in the folder of the case's CT."""
+    folder = cohort.path(case.ct).parent
+    matches = sorted(folder.glob(pattern))
+    if len(matches) != 1:
+        found = "no file" if not matches else f"{len(matches)} files ({', '.join(m.name for m in matches[:3])})"
+        raise OsteoSegError(f"{what}: {found} matches {pattern!r}", case=case.case_id, path=folder)
+    return matches[0]
+
+
+def planned_inputs(cohort: Cohort, label_pattern: str, source: str) -> dict[str, tuple[Path, Path]]:
+    """(source image, label) per case, every case checked before anything is written: all problems
+    in one message."""
+    plan, problems = {}, []
+    for case in cohort.cases:
+        try:
+            image = cohort.path(case.pet) if source == "pet" else case_file(cohort, case, source, "source image")
+            plan[case.case_id] = (image, case_file(cohort, case, label_pattern, "label"))
+        except OsteoSegError as error:
+            problems.append(str(error))
+    if problems:
+        raise OsteoSegError(f"{len(problems)} case(s) cannot be transferred:\n  " + "\n  ".join(problems),
+                            path=cohort.root)
+    return plan
+
+
+def absolute_case(cohort: Cohort, case):
+    """The case with every file named by its absolute path, so that the new cohort finds them."""
+    return replace(case, ct=str(cohort.path(case.ct)), pet=str(cohort.path(case.pet)),
+                   labels={source: str(cohort.path(path)) for source, path in case.labels.items()},
+                   truth=str(cohort.path(case.truth)) if case.truth else None)
+
+
+def transfer_cohort(location, out, *, label_pattern: str, source: str, name: str, source_kind: str,
+                    deformable: bool | None, force: bool = False, progress: Progress | None = None) -> dict:
+    """Write a new cohort in `out`: the cases of `location` with label source `name` added from the
+    transferred labels. A case whose transfer is refused keeps no label of that source; its reason is
+    in transfer.csv. A rerun keeps the cases an interrupted run finished (--force: starts afresh).
+    Returns {"transferred": n, "refused": {case: reason}}."""
+    cohort = load_cohort(location)
+    if any(name in case.labels for case in cohort.cases):
+        raise OsteoSegError(f"the cohort already has a label source {name!r}; choose another name with --as",
+                            path=cohort.root)
+    plan = planned_inputs(cohort, label_pattern, source)
+    progress = progress or Progress()
+    rows, refused, cases = [], {}, []
+    with OutputFolder(out, inputs=[cohort.root], command="cohort transfer") as folder:
+        if force:
+            folder.clear()   # refused, with nothing removed, when the folder holds files OsteoSeg did not write
+        folder.refuse_foreign()
+        for index, case in enumerate(cohort.cases):
+            progress.message(f"{case.case_id} ({index + 1} of {len(cohort.cases)}): transferring")
+            new_case = absolute_case(cohort, case)
+            cases.append(new_case)
+            try:
+                report = transferred_case(folder, new_case, plan[case.case_id], source_kind, deformable)
+            except OsteoSegError as error:
+                refused[case.case_id] = error.problem
+                rows.append({"case": case.case_id, "status": "refused", "reason": error.problem})
+                continue
+            new_case.labels[name] = f"{case.case_id}/{LABELS_FILE}"
+            rows.append(summary_row(case.case_id, report))
+        folder.record(SUMMARY_FILE, COHORT_FILE)
+        write_text(folder.path / SUMMARY_FILE, csv_rows(rows))
+        save_cohort(Cohort(folder.path, cases, name=f"{cohort.name} + {name}".strip(" +"),
+                           description=f"{cohort.description} Label source {name!r} transferred from "
+                                       f"{label_pattern} on {source}.".strip(),
+                           generator={**cohort.generator, "transfer": {"label": label_pattern, "source": source,
+                                                                       "as": name, "source_kind": source_kind}}))
+    return {"transferred": len(cohort.cases) - len(refused), "refused": refused}
+
+
+def transferred_case(folder: OutputFolder, case, inputs: tuple[Path, Path], source_kind: str,
+                     deformable: bool | None) -> dict:
+    """The report of one case's transfer: an earlier run's when it finished, else a new transfer
+    written into the case's folder (which the manifest owns before anything is written there)."""
+    case_folder = folder.path / case.case_id
+    earlier = finished_report(case_folder)
+    if earlier is not None:
+        return earlier
+    if case_folder.exists():
+        folder.remove(case.case_id)   # an interrupted transfer; refused if OsteoSeg did not write it
+    image_path, label_path = inputs
+    result = transfer_label(read_image(image_path, case=case.case_id), read_image(label_path, case=case.case_id),
+                            read_image(case.ct, case=case.case_id), source_kind=source_kind,
+                            deformable=deformable, case=case.case_id)
+    folder.record(case.case_id)
+    write_transfer(result, case_folder, inputs={"source": str(image_path), "label": str(label_path),
+                                                "target": case.ct}, names={})
+    return result.report
+
+
+def finished_report(case_folder: Path) -> dict | None:
+    """The report of a finished transfer in `case_folder`: every output it lists is there with its
+    sha256 (the report is written last), else None."""
+    try:
+        report = json.loads((case_folder / REPORT_FILE).read_text(encoding="utf-8"))
+        if all(sha256_file(case_folder / entry["file"]) == entry["sha256"] for entry in report["outputs"].values()):
+            return report
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def summary_row(case_id: str, report: dict) -> dict:
+    """One line of transfer.csv: the step figures and the first label's verdict."""
+    first = report["labels"][0]
+    visibility = first["visibility"] or {}
+    deformable = report["deformable"] or {}
+    return {"case": case_id, "status": "transferred", "reason": "",
+            "rigid_metric_before": report["rigid"]["metric_before"],
+            "rigid_metric_after": report["rigid"]["metric_after"],
+            "deformable_folding": deformable.get("folding_fraction", ""),
+            "deformable_displacement_max_mm": deformable.get("displacement_max_mm", ""),
+            "source_ml": first["source_ml"], "target_ml": first["target_ml"],
+            "verdict": visibility.get("verdict", ""), "visibility_score": visibility.get("score", "")}
+
+
+def csv_rows(rows: list[dict]) -> str:
+    """CSV text of rows that may lack some columns (a refused case has no figures)."""
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
