@@ -26,7 +26,8 @@ from slicer.util import VTKObservationMixin
 ALIGN_METHODS = ["resample (combined PET/CT)", "rigid (SimpleITK)", "rigid (BRAINSFit)"]
 BRAINSFIT_METHOD = 2
 TRANSFER_KINDS = {"PET (SUV)": "pet", "CT (e.g. an earlier scan)": "ct", "other (e.g. MRI)": "other"}
-TRANSFER_STEPS = {"measured best for the source": None, "rigid only": False, "rigid + deformable": True}
+TRANSFER_STEPS = {"measured best for the source": None, "none: one frame of reference (combined PET/CT)": "resample",
+                  "rigid only": "rigid", "rigid + deformable": "deformable"}
 try:
     import OsteoSegLib  # noqa: F401  (light; refuses Python < 3.10, i.e. 3D Slicer 5.8 and older, saying why)
 except ImportError as error:
@@ -396,13 +397,13 @@ class OsteoSegLogic(ScriptedLoadableModuleLogic):
 
         return propose_in_scene(self.mrmlContext(), ctNode, petNode, roughNode, segment_name=segmentName)
 
-    def transfer(self, sourceNode, segmentationNode, ctNode, sourceKind, deformable):
+    def transfer(self, sourceNode, segmentationNode, ctNode, sourceKind, steps):
         """Carry a segmentation drawn on another volume onto the CT; returns the new node and one line
         per segment with its CT visibility verdict."""
         from OsteoSegLib.scene.transfer_in_scene import transfer_in_scene, verdict_lines
 
         node = transfer_in_scene(self.mrmlContext(), sourceNode, segmentationNode, ctNode,
-                                 source_kind=sourceKind, deformable=deformable)
+                                 source_kind=sourceKind, steps=steps)
         return node, verdict_lines(node)
 
     def preview(self, ctNode, petNode, opacity=0.5):

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/proposals.py phantom COHORT --out DIR [--threads 1]
     .venv/bin/python benchmarks/proposals.py sts ../shared/data/sts-petct/nifti --out DIR
+    .venv/bin/python benchmarks/proposals.py phantom COHORT --out DIR --clusters suv-bins   # a baseline
 
 Rough inputs are made from a known extent (the phantom's true extent of infection; the real STS
 tumour contour) in four ways: dilated by 2-6 mm, eroded by 2-6 mm (the amount drawn per case, seeded),
@@ -10,15 +11,20 @@ and the rough input and both proposals are scored against the references (phanto
 and the truth; STS: the contour): Dice, and the voxels an expert would edit to reach the reference.
 Prints per input kind and reference: how often the proposal beats its rough input, the median Dice
 gain, and the saving in voxels edited (pooled over cases, and the median per case); writes rows.csv
-and summary.json into DIR.
+and summary.json (with the settings and the git revision) into DIR.
+
+--clusters replaces the clustering network by a trivial grouping, to measure what the network adds:
+"voxel" (every voxel its own cluster) or "suv-bins" (the crop's PET range in equal steps).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +37,7 @@ from OsteoSegLib.atomic import write_text
 from OsteoSegLib.data.cohort import load_cohort
 from OsteoSegLib.data.io import csv_text, read_image
 from OsteoSegLib.labels.editing_effort import editing_effort
-from OsteoSegLib.labels.propose import propose
+from OsteoSegLib.labels.propose import ProposalSettings, propose
 from OsteoSegLib.labels.rough_input import rough_from_mask
 from OsteoSegLib.model.slice_data import recorded_transform
 
@@ -54,7 +60,19 @@ def degraded(extent: np.ndarray, kind: str, amount_mm: float, spacing_zyx) -> np
     return kept
 
 
-def score_case(case_id: str, ct, pet, transform, extent: np.ndarray, references: dict, rng) -> list[dict]:
+def git_revision() -> str:
+    """The repository's commit (with "+changes" when the working tree differs), or "unknown"."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def score_case(case_id: str, ct, pet, transform, extent: np.ndarray, references: dict, rng,
+               settings: ProposalSettings) -> list[dict]:
     """Every rough input of one case through `propose`, scored against every reference."""
     spacing_zyx = tuple(reversed(ct.GetSpacing()))
     rows = []
@@ -64,7 +82,8 @@ def score_case(case_id: str, ct, pet, transform, extent: np.ndarray, references:
         if not region.any():
             print(f"{case_id} {kind} {amount:.1f} mm: nothing left of the lesion; skipped")
             continue
-        proposal = propose(ct, pet, rough_from_mask(region, ct, source=kind), transform=transform, case=case_id)
+        proposal = propose(ct, pet, rough_from_mask(region, ct, source=kind), transform=transform, case=case_id,
+                           settings=settings)
         for reference, mask in references.items():
             rough_effort = editing_effort(region, mask)
             for name, proposed in (("A", proposal.label_a), ("B", proposal.label_b)):
@@ -123,7 +142,7 @@ def mask_of(path, case_id) -> np.ndarray:
     return sitk.GetArrayFromImage(read_image(path, case=case_id)) > 0
 
 
-def phantom_rows(cohort_path: str, rng) -> list[dict]:
+def phantom_rows(cohort_path: str, rng, settings: ProposalSettings) -> list[dict]:
     """Every phantom case with a lesion: rough inputs from the true extent, scored against A, B, truth."""
     cohort = load_cohort(cohort_path)
     rows = []
@@ -134,11 +153,11 @@ def phantom_rows(cohort_path: str, rng) -> list[dict]:
         ct, pet = read_image(cohort.path(case.ct)), read_image(cohort.path(case.pet))
         references = {"A": mask_of(cohort.path(case.labels["A"]), case.case_id),
                       "B": mask_of(cohort.path(case.labels["B"]), case.case_id), "truth": truth}
-        rows += score_case(case.case_id, ct, pet, recorded_transform(cohort, case), truth, references, rng)
+        rows += score_case(case.case_id, ct, pet, recorded_transform(cohort, case), truth, references, rng, settings)
     return rows
 
 
-def sts_rows(folder: str, rng) -> list[dict]:
+def sts_rows(folder: str, rng, settings: ProposalSettings) -> list[dict]:
     """Every STS patient: rough inputs from the tumour contour (on the CT grid), scored against it."""
     rows = []
     for patient in sorted(Path(folder).iterdir()):
@@ -147,7 +166,7 @@ def sts_rows(folder: str, rng) -> list[dict]:
         ct = read_image(patient / "CT_image.nii.gz")
         pet = read_image(patient / "PET_image.nii.gz")
         contour = mask_of(patient / "CT_mask.nii.gz", patient.name)
-        rows += score_case(patient.name, ct, pet, None, contour, {"contour": contour}, rng)
+        rows += score_case(patient.name, ct, pet, None, contour, {"contour": contour}, rng, settings)
     return rows
 
 
@@ -158,17 +177,20 @@ def main() -> int:
     parser.add_argument("--out", required=True, help="folder for rows.csv and summary.json")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dilation and erosion amounts")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--clusters", choices=("network", "voxel", "suv-bins"), default="network",
+                        help="the clustering network, or a trivial grouping in its place (a baseline)")
     arguments = parser.parse_args()
     import torch
 
     torch.set_num_threads(arguments.threads)
     rng = np.random.default_rng(arguments.seed)
+    settings = ProposalSettings(grouping=arguments.clusters)
     started = time.perf_counter()
     if arguments.data == "phantom":
-        rows = phantom_rows(arguments.source, rng)
+        rows = phantom_rows(arguments.source, rng, settings)
         pairs = [("A", "A"), ("B", "B"), ("A", "truth"), ("B", "truth")]
     else:
-        rows = sts_rows(arguments.source, rng)
+        rows = sts_rows(arguments.source, rng, settings)
         pairs = [("A", "contour"), ("B", "contour")]
     table = summarise(rows, pairs)
     print_table(table)
@@ -181,7 +203,9 @@ def main() -> int:
     out = Path(arguments.out)
     write_text(out / "rows.csv", csv_text(rows))
     write_text(out / "summary.json", json.dumps({"data": arguments.data, "source": arguments.source,
-                                                 "seed": arguments.seed, "timing": timing, "table": table}, indent=1))
+                                                 "seed": arguments.seed, "clusters": arguments.clusters,
+                                                 "settings": asdict(settings), "revision": git_revision(),
+                                                 "timing": timing, "table": table}, indent=1))
     print(json.dumps({"timing": timing, "all": [r for r in table if r["input"] == "all"]}))
     return 0
 

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from OsteoSegLib.alignment.registration import mask_centroid, move_geometry
 from OsteoSegLib.data.cohort import load_cohort
 from OsteoSegLib.data.io import read_image
+from OsteoSegLib.errors import OsteoSegError
 from OsteoSegLib.imaging import resample_onto
 from OsteoSegLib.labels.transfer import transfer_label, warp_labels
 from OsteoSegLib.labels.visibility import SUPPORTED, UNDETERMINED, ct_visibility
@@ -29,6 +30,7 @@ from OsteoSegLib.phantom import generate_cohort, settings_for
 from OsteoSegLib.phantom.anatomy import _Builder, build_anatomy
 from OsteoSegLib.phantom.deformation import deformed, smooth_deformation
 from OsteoSegLib.phantom.spec import draw_case
+from OsteoSegLib.phantom.writer import case_seed
 from scipy import ndimage
 
 AMPLITUDE_MM = 8.0
@@ -80,9 +82,9 @@ def phantom_scenarios(root: Path, cases, amplitude_mm: float):
 
             start = time.perf_counter()
             try:
-                result = transfer_label(source, label, ct, source_kind=kind, deformable=True, case=case.case_id)
-            except Exception as error:   # a refusal is a result too: count it, and score the rigid answer
-                rigid = transfer_label(source, label, ct, source_kind=kind, deformable=False, case=case.case_id)
+                result = transfer_label(source, label, ct, source_kind=kind, steps="deformable", case=case.case_id)
+            except OsteoSegError as error:   # a refusal is a result too: count it, and score the rigid answer
+                rigid = transfer_label(source, label, ct, source_kind=kind, steps="rigid", case=case.case_id)
                 row = scored(rigid, label, source_bone, ct, truth, to_ct, centroid)["rigid"]
                 results.append({"case": case.case_id, "scenario": scenario, "refused": str(error), "rigid": row})
                 print(f"  {case.case_id} {scenario:14s} TRE {row['tre']:.2f} mm rigid, lesion Dice "
@@ -170,8 +172,6 @@ def visibility_check(seed: int, cases: int) -> None:
     spacing_zyx = tuple(reversed(settings.grid.spacing))
     rows = []
     for index in range(cases):
-        from OsteoSegLib.phantom.writer import case_seed
-
         spec = draw_case(f"case_{index:03d}", case_seed(seed, index), settings)
         ct, structures = known_structures(spec, settings)
         for name, (mask, visible) in structures.items():
@@ -200,26 +200,31 @@ def visibility_check(seed: int, cases: int) -> None:
         print(f"shell effect |delta| >= {cut} as the verdict: {shell_right}/{len(decided)} right")
 
 
-def sts(folder: Path, limit: int) -> None:
+def sts(folder: Path, limit: int, pet_only: bool = False) -> None:
     patients = sorted(p for p in folder.iterdir() if (p / "PET_mask.nii.gz").exists())[:limit]
-    print("\n| patient | PET contour onto CT: Dice (rigid) | Dice with --deformable | CT contour volume (ml) "
-          "| verdict | own CT deformed: TRE rigid -> deformable (mm) |")
-    print("|---|---|---|---|---|---|")
-    rigid_dice, deformable_dice, tres, refusals = [], [], [], []
+    print("\n| patient | PET contour onto CT: Dice resampled | rigid | --deformable | CT contour volume (ml) "
+          "| verdict (resampled) | own CT deformed: TRE rigid -> deformable (mm) |")
+    print("|---|---|---|---|---|---|---|")
+    resample_dice, rigid_dice, deformable_dice, tres, refusals = [], [], [], [], []
     for index, patient in enumerate(patients):
         ct, pet = read_image(patient / "CT_image.nii.gz"), read_image(patient / "PET_image.nii.gz")
         pet_mask = sitk.Cast(read_image(patient / "PET_mask.nii.gz") > 0, sitk.sitkUInt8)
         ct_mask_image = read_image(patient / "CT_mask.nii.gz")
         ct_mask = array(ct_mask_image) > 0
-        default = transfer_label(pet, pet_mask, ct, source_kind="pet", case=patient.name)   # rigid for PET
+        resampled = transfer_label(pet, pet_mask, ct, source_kind="pet", steps="resample", case=patient.name)
+        resample = dice(array(resampled.labels) > 0, ct_mask)
+        default = transfer_label(pet, pet_mask, ct, source_kind="pet", steps="rigid", case=patient.name)
         rigid = dice(array(default.labels) > 0, ct_mask)
-        verdict = default.report["labels"][0]["visibility"]["verdict"].split(":")[0]
+        verdict = resampled.report["labels"][0]["visibility"]["verdict"].split(":")[0]
         try:
-            forced = transfer_label(pet, pet_mask, ct, source_kind="pet", deformable=True, case=patient.name)
+            if pet_only:
+                raise OsteoSegError("not run (--sts-pet-only)")
+            forced = transfer_label(pet, pet_mask, ct, source_kind="pet", steps="deformable", case=patient.name)
             final = dice(array(forced.labels) > 0, ct_mask)
-        except Exception as error:
+        except OsteoSegError as error:
             final = float("nan")
             refusals.append(str(error).split("(")[0].split(": ")[-1].strip())
+        resample_dice.append(resample)
         rigid_dice.append(rigid)
         deformable_dice.append(final)
         warp = smooth_deformation(ct, AMPLITUDE_MM, seed=index)
@@ -227,16 +232,20 @@ def sts(folder: Path, limit: int) -> None:
         label = deformed(sitk.Cast(ct_mask_image > 0, sitk.sitkUInt8), warp, label=True)
         centroid = mask_centroid(ct_mask_image)
         try:
+            if pet_only:
+                raise OsteoSegError("not run (--sts-pet-only)")
             own = transfer_label(source, label, ct, source_kind="ct", case=patient.name)
             errors = [float(np.linalg.norm(np.subtract(warp.TransformPoint(t.TransformPoint(centroid)), centroid)))
                       for t in (own.rigid_transform, own.transform)]
             tres.append(errors)
             own_text = f"{errors[0]:.2f} -> {errors[1]:.2f}"
-        except Exception as error:
+        except OsteoSegError as error:
             own_text = f"refused ({str(error)[:60]})"
-        print(f"| {patient.name} | {rigid:.3f} | {final:.3f} | {ct_mask.sum() * np.prod(ct.GetSpacing()) / 1000:.1f} | "
+        volume_ml = ct_mask.sum() * np.prod(ct.GetSpacing()) / 1000
+        print(f"| {patient.name} | {resample:.3f} | {rigid:.3f} | {final:.3f} | {volume_ml:.1f} | "
               f"{verdict} | {own_text} |", flush=True)
-    print(f"median Dice, PET contour onto CT: rigid {np.nanmedian(rigid_dice):.3f}; deformable (--deformable) "
+    print(f"median Dice, PET contour onto CT: resampled {np.median(resample_dice):.3f}, "
+          f"rigid {np.nanmedian(rigid_dice):.3f}; deformable (--deformable) "
           f"refused in {len(refusals)}/{len(patients)} ({', '.join(sorted(set(refusals)))})"
           + (f", median Dice of the others {np.nanmedian(deformable_dice):.3f}"
              if len(refusals) < len(patients) else ""))
@@ -253,6 +262,8 @@ def main() -> None:
     parser.add_argument("--amplitude-mm", type=float, default=AMPLITUDE_MM)
     parser.add_argument("--sts", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/sts-petct/nifti")
     parser.add_argument("--sts-patients", type=int, default=20)
+    parser.add_argument("--sts-pet-only", action="store_true",
+                        help="real data: only the PET contour resampled and registered rigidly (minutes, not an hour)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["phantom", "visibility", "sts"])
     arguments = parser.parse_args()
     if "visibility" not in arguments.skip:
@@ -264,7 +275,7 @@ def main() -> None:
             summarise_scenarios(phantom_scenarios(cohort.root, cohort.cases, arguments.amplitude_mm))
     if "sts" not in arguments.skip:
         if arguments.sts.is_dir():
-            sts(arguments.sts, arguments.sts_patients)
+            sts(arguments.sts, arguments.sts_patients, arguments.sts_pet_only)
         else:
             print(f"\nreal STS data not found at {arguments.sts}: skipped")
 

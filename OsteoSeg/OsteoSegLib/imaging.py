@@ -23,6 +23,16 @@ def body_mask(ct_hu: np.ndarray, threshold_hu: float = BODY_HU) -> np.ndarray:
     return np.asarray(ct_hu) > threshold_hu
 
 
+def padded_box(mask: np.ndarray, pad_mm: float, spacing_zyx) -> tuple[slice, ...]:
+    """The bounding box of a (non-empty) mask grown by `pad_mm` on every side, clipped to the volume."""
+    box = []
+    for axis, spacing in enumerate(spacing_zyx):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        pad = int(np.ceil(pad_mm / spacing))
+        box.append(slice(max(int(present[0]) - pad, 0), min(int(present[-1]) + pad + 1, mask.shape[axis])))
+    return tuple(box)
+
+
 def resample_onto(moving: sitk.Image, reference: sitk.Image, *, interpolator: str = "linear",
                   transform: sitk.Transform | None = None, default_value: float = 0.0) -> sitk.Image:
     """Resample `moving` onto `reference`'s voxel grid in physical space (linear for images,

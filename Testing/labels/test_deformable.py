@@ -118,3 +118,18 @@ def test_a_mapping_that_reverses_an_axis_folds_everywhere():
     image = sitk.GetImageFromArray(field, isVector=True)
     image.CopyInformation(region)
     assert folding_fraction(sitk.DisplacementFieldTransform(image), region) == 1.0
+
+
+def test_folding_is_found_on_a_grid_whose_axes_are_flipped():
+    region = region_image((8, 7, 6), (2.0, 1.0, 3.0))
+    region.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))
+    x_physical = -np.arange(8, dtype=float)[None, None, :] * 2.0   # physical x falls along the grid's x
+    field = np.zeros((6, 7, 8, 3))
+    field[..., 0] = -1.5 * x_physical    # physical d(x + u)/dx = -0.5 everywhere: folded
+    image = sitk.GetImageFromArray(field, isVector=True)
+    image.CopyInformation(region)
+    assert folding_fraction(sitk.DisplacementFieldTransform(image), region) == 1.0
+    field[..., 0] = 0.5 * x_physical     # a stretch by 1.5: not folded
+    image = sitk.GetImageFromArray(field, isVector=True)
+    image.CopyInformation(region)
+    assert folding_fraction(sitk.DisplacementFieldTransform(image), region) == 0.0

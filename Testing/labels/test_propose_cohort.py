@@ -75,3 +75,24 @@ def test_a_stopped_run_leaves_no_cohort_and_an_earlier_one_is_replaced_only_with
         propose_cohort(tiny_cohort, "B", tmp_path / "out")
     replaced = propose_cohort(tiny_cohort, "A", tmp_path / "out", force=True)
     assert load_cohort(tmp_path / "out").generator["rough_label"] == "A" == replaced.generator["rough_label"]
+
+
+def test_a_failed_forced_run_keeps_the_earlier_cohort_and_empty_proposals_are_reported(tiny_cohort, tmp_path):
+    propose_cohort(tiny_cohort, "B", tmp_path / "out")
+    before = (tmp_path / "out" / "cohort.json").read_text()
+    with pytest.raises(OsteoSegError, match="stopped"):
+        propose_cohort(tiny_cohort, "A", tmp_path / "out", force=True, progress=Stop(after=2))
+    assert (tmp_path / "out" / "cohort.json").read_text() == before      # the earlier cohort, whole
+    assert all((tmp_path / "out" / case.case_id / "proposed_a.nii.gz").is_file() for case in tiny_cohort.cases)
+    from dataclasses import replace
+
+    from OsteoSegLib.labels.propose import ProposalSettings
+    from OsteoSegLib.labels.refinement import RefinementSettings
+
+    never = replace(ProposalSettings(), refinement=RefinementSettings(minimum_contrast=1e6))   # nothing is PET-high
+    progress = Stop(after=10 ** 6)
+    proposed = propose_cohort(tiny_cohort, "A", tmp_path / "none", settings=never, progress=progress)
+    marked = [case.case_id for case in tiny_cohort.cases
+              if sitk.GetArrayFromImage(sitk.ReadImage(str(tiny_cohort.path(case.labels["A"])))).any()]
+    assert marked and proposed.generator["empty_proposals"] == marked
+    assert any(m.startswith(f"warning: {len(marked)} case(s)") for m in progress.messages)

@@ -86,3 +86,11 @@ def test_no_pet_an_empty_pet_and_a_pet_elsewhere_are_refused():
         pet_on_ct_grid(ct, far)
     pet = grid(spacing=(4.0, 6.0, 8.0), origin=(11.0, 21.5, 32.0)) + 2.5
     assert pet_on_ct_grid(ct, pet)[1, 1, 1] == pytest.approx(2.5)
+
+
+def test_a_probability_map_is_refused_not_taken_as_a_mask():
+    ct = sitk.Image((6, 5, 4), sitk.sitkFloat32)
+    probabilities = np.linspace(0, 1, 120).reshape(4, 5, 6)
+    with pytest.raises(OsteoSegError, match="not a mask: it holds 120 different values"):
+        rough_from_mask(probabilities, ct, case="case_7")
+    assert rough_from_mask((probabilities > 0.5) * 3, ct).region.sum() == (probabilities > 0.5).sum()

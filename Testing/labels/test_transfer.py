@@ -73,6 +73,16 @@ def test_a_label_on_another_grid_an_empty_one_and_fractions_are_refused():
     assert check_label_on_source(labelled(np.eye(20)[:12, None, :].repeat(16, 1) * 7, source), source, None) == [7]
 
 
+def test_an_image_given_as_the_label_is_refused():
+    source = grid()
+    ramp = labelled(np.arange(12 * 16 * 20).reshape(12, 16, 20) % 251 + 1, source)
+    assert len(check_label_on_source(ramp, source, None)) == 251   # 251 labels: allowed
+    image = sitk.GetImageFromArray(np.arange(12 * 16 * 20, dtype=np.int32).reshape(12, 16, 20))
+    image.CopyInformation(source)
+    with pytest.raises(OsteoSegError, match="looks like an image, not a label"):
+        check_label_on_source(image, source, "case_1")
+
+
 def test_images_that_do_not_overlap_are_refused_naming_both():
     source = grid()
     target = grid(origin=(500.0, 0.0, 0.0))
@@ -133,16 +143,24 @@ def test_a_moved_and_deformed_follow_up_ct_is_carried_back(follow_up):
     assert result.labels.GetSize() == ct.GetSize() and result.labels.GetSpacing() == ct.GetSpacing()
 
 
-@pytest.mark.slow
-def test_a_pet_source_is_carried_rigidly_unless_asked(tiny_cohort):
+def test_a_pet_source_shares_the_cts_frame_by_default_and_is_registered_when_asked(tiny_cohort):
     case = tiny_cohort.cases[0]
     ct, pet = (sitk.ReadImage(str(tiny_cohort.path(f))) for f in (case.ct, case.pet))
     outline = sitk.Cast(pet > 2.0, sitk.sitkUInt8)
     result = transfer_label(pet, outline, ct)
-    assert result.report["deformable"] is None and result.report["source_kind"] == "pet"
-    assert result.transform is result.rigid_transform
+    assert result.report["steps"] == "resample" and result.report["rigid"] is None
+    assert np.array_equal(result.transform.GetParameters(), sitk.Euler3DTransform().GetParameters())
+    assert np.array_equal(sitk.GetArrayFromImage(result.labels),
+                          warp_labels(outline, [1], ct, sitk.Transform()))
+    registered = transfer_label(pet, outline, ct, steps="rigid")
+    assert registered.report["steps"] == "rigid" and registered.report["deformable"] is None
+    assert registered.transform is registered.rigid_transform
+    assert registered.report["rigid"]["metric_after"] <= registered.report["rigid"]["metric_before"]
+    with pytest.raises(OsteoSegError, match="unknown registration 'bspline'"):
+        transfer_label(pet, outline, ct, steps="bspline")
 
 
+@pytest.mark.slow
 def test_a_deformation_that_matches_worse_is_reported_and_the_rigid_answer_kept(follow_up, monkeypatch):
     from OsteoSegLib.labels import transfer as transfer_module
     from OsteoSegLib.labels.deformable import DeformableResult
@@ -155,5 +173,6 @@ def test_a_deformation_that_matches_worse_is_reported_and_the_rigid_answer_kept(
     assert result.transform is result.rigid_transform
     deformable = result.report["deformable"]
     assert deformable["used"] is False and "rigid answer is kept" in deformable["note"]
-    rigid_only = transfer_label(source, label, ct, source_kind="ct", deformable=False)
+    rigid_only = transfer_label(source, label, ct, source_kind="ct", steps="rigid")
     assert np.array_equal(sitk.GetArrayFromImage(result.labels), sitk.GetArrayFromImage(rigid_only.labels))
+

@@ -98,3 +98,11 @@ def test_the_reference_leaves_out_the_slice_next_to_the_label():
     ct[11, 25:32, 25:32] -= 200.0   # partial volume, one slice (3 mm) beyond each end
     ct[18, 25:32, 25:32] -= 200.0
     assert ct_visibility(ct, region, SPACING).median_change_hu == pytest.approx(-300, abs=15)
+
+
+def test_the_verdict_names_where_an_unsupported_label_came_from():
+    ct = limb()
+    region = box(ct.shape, slice(12, 18), slice(25, 32), slice(25, 32))
+    assert ct_visibility(ct, region, SPACING).verdict == "no CT evidence: treat as a PET-only finding"
+    verdict = ct_visibility(ct, region, SPACING, source_name="prior-scan").verdict
+    assert verdict == "no CT evidence: treat as a prior-scan-only finding"

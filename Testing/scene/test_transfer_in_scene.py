@@ -74,7 +74,6 @@ def test_the_segments_become_values_in_their_order_on_the_source_grid(context, t
 
 def test_a_refused_transfer_adds_nothing(context, tiny_cohort):
     ct_node, pet_node, outline, _ = pet_segmentation(context, tiny_cohort, tiny_cohort.cases[0])
-    nodes = context.scene.GetNumberOfNodes()
     with pytest.raises(OsteoSegError, match="already on this CT"):
         transfer_in_scene(context, ct_node, outline, ct_node)
     with pytest.raises(OsteoSegError, match="select the volume"):

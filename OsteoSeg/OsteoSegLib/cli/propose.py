@@ -4,6 +4,7 @@ reach the label the expert saved."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from .command import add_command
@@ -26,20 +27,16 @@ def parse_comparisons(entries) -> dict[str, str]:
 
 def mask_on_grid(path, reference, *, what: str):
     """A saved label as a boolean array on the reference grid (resampled, nearest neighbour, when it was
-    saved on another grid, e.g. a segmentation cropped to its extent)."""
-    import SimpleITK as sitk
-
+    saved on another grid, e.g. a segmentation cropped to its extent; refused when it misses the grid)."""
     from ..data.io import read_image
-    from ..imaging import check_overlap, resample_onto, same_grid
+    from ..imaging import check_overlap
+    from ..model.slice_data import mask_on_grid as label_on_grid
 
-    image = read_image(path)
-    if not same_grid(image, reference):
-        check_overlap(reference, image, case=what)
-        image = resample_onto(image, reference, interpolator="nearest")
-    return sitk.GetArrayFromImage(image) != 0
+    check_overlap(reference, read_image(path, case=what), case=what)
+    return label_on_grid(path, reference, what) > 0
 
 
-def rough_input(arguments, ct):
+def rough_input(arguments, ct, case: str):
     """The one rough input given (--rough, --box or --points)."""
     from ..data.io import read_image
     from ..errors import OsteoSegError
@@ -51,12 +48,14 @@ def rough_input(arguments, ct):
         raise OsteoSegError("give one rough input: --rough MASK, --box R A S R A S or --points R A S [R A S ...]"
                             + (f" (got {', '.join(given)})" if given else ""))
     if arguments.rough:
-        return rough_from_mask(read_image(arguments.rough), ct, source=Path(arguments.rough).name)
+        return rough_from_mask(read_image(arguments.rough, case=case), ct, source=Path(arguments.rough).name,
+                               case=case)
     if arguments.box:
-        return rough_from_box(ct, arguments.box[:3], arguments.box[3:])
+        return rough_from_box(ct, arguments.box[:3], arguments.box[3:], case=case)
     if len(arguments.points) % 3:
-        raise OsteoSegError(f"--points takes R A S coordinates, three numbers per point (got {len(arguments.points)})")
-    return rough_from_points(ct, [arguments.points[i:i + 3] for i in range(0, len(arguments.points), 3)])
+        raise OsteoSegError(f"--points takes R A S coordinates, three numbers per point (got {len(arguments.points)})",
+                            case=case)
+    return rough_from_points(ct, [arguments.points[i:i + 3] for i in range(0, len(arguments.points), 3)], case=case)
 
 
 def efforts(proposal, rough, comparisons: dict[str, str], ct) -> dict:
@@ -68,9 +67,10 @@ def efforts(proposal, rough, comparisons: dict[str, str], ct) -> dict:
         final = mask_on_grid(path, ct, what=f"label {source}")
         proposed = editing_effort(getattr(proposal, f"label_{source.lower()}"), final)
         start = editing_effort(rough, final)
-        saving = effort_saving(start, proposed)
+        saving = effort_saving(start, proposed)   # NaN when the rough input needed no edit: JSON null
         result[source] = {"final": str(Path(path).resolve()), "proposal": proposed.as_dict(),
-                          "rough_input": start.as_dict(), "voxels_saved": round(saving, 4)}
+                          "rough_input": start.as_dict(),
+                          "voxels_saved": None if math.isnan(saving) else round(saving, 4)}
     return result
 
 
@@ -128,11 +128,11 @@ def run_single(arguments) -> int:
     if not arguments.ct or not arguments.out:
         raise OsteoSegError("give --ct, --pet, a rough input and --out (or a COHORT with --rough-label)")
     comparisons = parse_comparisons(arguments.compare_with)
-    ct = read_image(arguments.ct)
-    pet = read_image(arguments.pet) if arguments.pet else None
-    rough = rough_input(arguments, ct)
-    transform = read_transform(arguments.transform) if arguments.transform else None
     name = arguments.name or Path(arguments.ct).name.split(".")[0]
+    ct = read_image(arguments.ct, case=name)
+    pet = read_image(arguments.pet, case=name) if arguments.pet else None
+    rough = rough_input(arguments, ct, name)
+    transform = read_transform(arguments.transform) if arguments.transform else None
     inputs = [arguments.ct, arguments.pet, arguments.rough, arguments.transform, *comparisons.values()]
     with OutputFolder(arguments.out, inputs=inputs, command="propose") as folder:
         paths = output_paths(folder.path, name)
@@ -140,7 +140,12 @@ def run_single(arguments) -> int:
         if earlier and not arguments.force:
             raise OsteoSegError(f"an earlier proposal is there ({', '.join(earlier)}); choose another folder or "
                                 "--name, or pass --force to replace it", path=folder.path)
-        proposal = propose(ct, pet, rough, transform=transform, case=name)   # refused input: nothing written
+        foreign = [file for file in earlier if not folder.owns(file)]
+        if foreign:   # refused before the work, not after it
+            raise OsteoSegError(f"{', '.join(foreign)} was not written by OsteoSeg, so --force leaves it alone; "
+                                "choose another folder or --name", path=folder.path)
+        # refused input: nothing written
+        proposal = propose(ct, pet, rough, transform=transform, case=name, pet_path=arguments.pet)
         record = {"ct": str(Path(arguments.ct).resolve()), "pet": str(Path(arguments.pet).resolve()),
                   "rough_input": {"kind": rough.kind, "source": rough.source, "voxels": int(rough.region.sum())},
                   **proposal.summary()}

@@ -7,8 +7,8 @@ from __future__ import annotations
 from .command import add_command
 
 KIND_HELP = "what the source image is: pet (SUV), ct (e.g. an earlier scan) or other (e.g. MRI)"
-DEFORMABLE_HELP = ("the B-spline step: on by default for a CT source, off for PET and other sources (measured "
-                   "worse than rigid on phantom PET); --deformable or --rigid-only decide")
+STEPS_HELP = ("by default: resample for a PET (a combined PET/CT shares one frame of reference), rigid then "
+              "B-spline for a CT, rigid for other sources")
 
 
 def label_and_names(label_path: str, source, context_factory):
@@ -43,14 +43,18 @@ def run_transfer(arguments) -> int:
         if earlier and not arguments.force:
             raise OsteoSegError(f"an earlier transfer is there ({', '.join(earlier)}); choose another folder or "
                                 "pass --force to replace it", path=folder.path)
+        foreign = [name for name in earlier if not folder.owns(name)]
+        if foreign:   # said before the registration, not after it
+            raise OsteoSegError(f"{', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} in the way and not "
+                                "written by OsteoSeg; choose another output folder", path=folder.path)
         source, target = read_image(arguments.source), read_image(arguments.target)
         context = mrml.create_headless_context()
         label, names = label_and_names(arguments.label, source, lambda: context)
         try:
             result = transfer_label(source, label, target, source_kind=arguments.source_kind,
-                                    deformable=arguments.deformable)
-        except OsteoSegError as error:   # say which label could not be carried
-            raise OsteoSegError(error.problem, path=arguments.label) from None
+                                    steps=arguments.steps)
+        except OsteoSegError as error:   # name the label when the problem names no file of its own
+            raise OsteoSegError(error.problem, case=error.case, path=error.path or arguments.label) from None
         for name in earlier:
             folder.remove(name)   # only now, and refused for a file OsteoSeg did not write
         folder.record(*TRANSFER_OUTPUTS)
@@ -68,8 +72,11 @@ def run_transfer(arguments) -> int:
 
 def print_report(report: dict, names: dict[int, str]) -> None:
     rigid, deformable = report["rigid"], report["deformable"]
-    print(f"rigid: Mattes MI {rigid['metric_before']:.4f} -> {rigid['metric_after']:.4f}, "
-          f"translation {rigid['translation_mm']} mm, rotation {rigid['rotation_deg']} degrees")
+    if rigid is None:
+        print("resampled: the source and the CT share one frame of reference (no registration)")
+    else:
+        print(f"rigid: Mattes MI {rigid['metric_before']:.4f} -> {rigid['metric_after']:.4f}, "
+              f"translation {rigid['translation_mm']} mm, rotation {rigid['rotation_deg']} degrees")
     if deformable:
         print(f"deformable ({deformable['metric']}): {deformable['metric_rigid']:.4f} -> "
               f"{deformable['metric_deformable']:.4f}, folding {100 * deformable['folding_fraction']:.3f}%, "
@@ -83,11 +90,16 @@ def print_report(report: dict, names: dict[int, str]) -> None:
 
 
 def run_cohort_transfer(arguments) -> int:
+    from ..errors import OsteoSegError
     from ..labels.transfer_cohort import SUMMARY_FILE, transfer_cohort
 
+    if arguments.source_kind is None and arguments.source != "pet":
+        raise OsteoSegError(f"say what the source images ({arguments.source}) are with --source-kind ct or other")
+
     outcome = transfer_cohort(arguments.cohort, arguments.out, label_pattern=arguments.label,
-                              source=arguments.source, name=arguments.name, source_kind=arguments.source_kind,
-                              deformable=arguments.deformable, force=arguments.force)
+                              source=arguments.source, name=arguments.name,
+                              source_kind=arguments.source_kind or "pet",
+                              steps=arguments.steps, force=arguments.force)
     print(f"Transferred {outcome['transferred']} case(s) as label source {arguments.name!r} into {arguments.out}")
     for case, reason in outcome["refused"].items():
         print(f"  {case}: refused ({reason})")
@@ -95,18 +107,22 @@ def run_cohort_transfer(arguments) -> int:
     return 0
 
 
-def add_step_options(parser) -> None:
-    parser.add_argument("--source-kind", choices=("pet", "ct", "other"), default="pet", help=KIND_HELP)
+def add_step_options(parser, kind_default: str | None = "pet") -> None:
+    parser.add_argument("--source-kind", choices=("pet", "ct", "other"), default=kind_default,
+                        help=KIND_HELP if kind_default else f"{KIND_HELP}; needed unless --source is pet")
     steps = parser.add_mutually_exclusive_group()
-    steps.add_argument("--rigid-only", dest="deformable", action="store_false", default=None, help=DEFORMABLE_HELP)
-    steps.add_argument("--deformable", dest="deformable", action="store_true", default=None,
-                       help="run the B-spline step whatever the source")
+    steps.add_argument("--resample-only", dest="steps", action="store_const", const="resample", default=None,
+                       help=f"no registration: the source shares the CT's frame of reference ({STEPS_HELP})")
+    steps.add_argument("--rigid-only", dest="steps", action="store_const", const="rigid",
+                       help="rigid registration, no B-spline step (separately acquired scans)")
+    steps.add_argument("--deformable", dest="steps", action="store_const", const="deformable",
+                       help="rigid registration, then the B-spline step around the label, whatever the source")
     parser.add_argument("--force", action="store_true", help="replace an earlier transfer OsteoSeg wrote in --out")
 
 
 def add_transfer_command(commands) -> None:
     transfer = add_command(
-        commands, "transfer", summary="Carry a label from another image onto the CT (rigid, then deformable).",
+        commands, "transfer", summary="Carry a label from another image onto the CT (resample, rigid, B-spline).",
         details="Writes transferred.seg.nrrd (one segment per label, tagged with its CT visibility verdict), "
                 "transferred_labels.nii.gz, the transforms (target_to_source.h5: CT points to source points) and "
                 "transfer.json (metric before/after, folding, displacement, verdicts).",
@@ -135,5 +151,5 @@ def add_cohort_transfer(actions) -> None:
     transfer.add_argument("--source", default="pet", help="pet (the case's PET) or a file pattern of the source image")
     transfer.add_argument("--as", dest="name", required=True, help="name of the new label source")
     transfer.add_argument("--out", required=True, help="folder of the new cohort")
-    add_step_options(transfer)
+    add_step_options(transfer, kind_default=None)
     transfer.set_defaults(run=run_cohort_transfer)

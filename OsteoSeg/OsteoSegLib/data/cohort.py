@@ -17,6 +17,7 @@ from ..errors import OsteoSegError
 COHORT_FILE = "cohort.json"
 COHORT_FORMAT = "osteoseg-cohort"
 COHORT_FORMAT_VERSION = 1
+TRANSFORM_KEY = "ct_to_pet_transform"   # a case's recorded alignment (phantom truth, `osteoseg align`)
 
 
 @dataclass
@@ -55,6 +56,18 @@ class Cohort:
     def label_sources(self) -> list[str]:
         """Label source names present in at least one case, sorted."""
         return sorted({source for case in self.cases for source in case.labels})
+
+
+def with_absolute_paths(cohort: Cohort, case: Case) -> Case:
+    """A copy of `case` naming every file (images, labels, truth, recorded transform) by absolute path,
+    for a new cohort elsewhere that uses the same files where they are."""
+    metadata = dict(case.metadata)
+    if metadata.get(TRANSFORM_KEY):
+        metadata[TRANSFORM_KEY] = str(cohort.path(metadata[TRANSFORM_KEY]))
+    return Case(case.case_id, str(cohort.path(case.ct)), str(cohort.path(case.pet)),
+                labels={source: str(cohort.path(path)) for source, path in case.labels.items()},
+                truth=str(cohort.path(case.truth)) if case.truth else None, pet_units=case.pet_units,
+                metadata=metadata)
 
 
 def save_cohort(cohort: Cohort) -> Path:

@@ -80,9 +80,10 @@ def check_written(image: sitk.Image, written: Path, path: Path) -> None:
 
 
 def csv_text(rows: list[dict]) -> str:
-    """Rows of equal keys as CSV text, a header line first."""
+    """Rows as CSV text, a header line first: every key of any row, in the order first seen (a row
+    without a key leaves its cell empty)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()

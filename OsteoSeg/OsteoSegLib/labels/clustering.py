@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ClusteringSettings", "Clusters", "cluster_crop"]
+__all__ = ["TRIVIAL_GROUPINGS", "ClusteringSettings", "Clusters", "cluster_crop", "trivial_clusters"]
+
+SUV_BINS = 8   # the suv-bins baseline: the crop's PET range in this many equal steps
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,11 @@ class ClusteringSettings:
     min_iterations: int = 10      # before that, the count need not fall yet
     patience: int = 5             # then stop once the count has not fallen for this many iterations
     seed: int = 0
+
+    def __post_init__(self):
+        if self.max_iterations < 1 or self.features < 1 or self.clusters < 2:
+            raise ValueError("the clustering needs max_iterations >= 1, features >= 1 and clusters >= 2 "
+                             f"(got {self.max_iterations}, {self.features}, {self.clusters})")
 
 
 @dataclass
@@ -103,3 +110,22 @@ def cluster_crop(channels: np.ndarray, settings: ClusteringSettings = Clustering
     _, consecutive = np.unique(labels, return_inverse=True)
     return Clusters(consecutive.reshape(labels.shape).astype(np.int32), history[-1], len(history),
                     time.perf_counter() - started, history)
+
+
+def trivial_clusters(channels: np.ndarray, kind: str) -> Clusters:
+    """Baselines for the clustering, to measure what it adds: "voxel" (every voxel its own cluster)
+    or "suv-bins" (the PET channel, scaled to [0, 1], in `SUV_BINS` equal steps)."""
+    started = time.perf_counter()
+    if kind == "voxel":
+        labels = np.arange(channels[0].size, dtype=np.int64).reshape(channels.shape[1:])
+    elif kind == "suv-bins":
+        _, labels = np.unique(np.clip((channels[-1] * SUV_BINS).astype(np.int64), 0, SUV_BINS - 1),
+                              return_inverse=True)
+        labels = labels.reshape(channels.shape[1:])
+    else:
+        raise ValueError(f"unknown grouping {kind!r}; one of network, {', '.join(TRIVIAL_GROUPINGS)}")
+    count = int(labels.max()) + 1
+    return Clusters(labels, count, 0, time.perf_counter() - started, [count])
+
+
+TRIVIAL_GROUPINGS = ("voxel", "suv-bins")

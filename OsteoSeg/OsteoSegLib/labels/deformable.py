@@ -18,11 +18,14 @@ from ..errors import OsteoSegError
 # after 4 iterations (4.2 mm left); Mattes MI is kept for other modalities.
 GRID_SPACING_MM = 30.0
 # The two resolution levels (mm per voxel, at least the image's own): a 2 mm CT is solved at quarter
-# then half resolution; finer added time, not accuracy, on the phantom.
+# then half resolution; finer added time, not accuracy, on the phantom. One shrink factor serves all
+# axes (from the finest spacing), so a thick-slice CT (0.98 x 0.98 x 3.27 mm) is solved at about 26
+# then 13 mm along z.
 LEVELS_MM = (8.0, 4.0)
 REGION_MARGIN_MM = 30.0      # the deformation is solved in the label's box plus this margin
 MAX_DISPLACEMENT_MM = 25.0   # beyond this at the label, the deformable step diverged
 MAX_FOLDING_FRACTION = 0.001  # share of the region's voxels where the deformation folds (Jacobian <= 0)
+RIGID_ONLY_ADVICE = 'transfer rigid only (--rigid-only; in Slicer: Registration "rigid only")'
 SAMPLING_SEED = 1
 
 
@@ -116,7 +119,7 @@ def register_deformable(fixed: sitk.Image, moving: sitk.Image, rigid: sitk.Trans
         method.Execute(fixed, moving)
     except RuntimeError as error:
         raise OsteoSegError(f"deformable registration failed ({str(error).strip().splitlines()[-1]}); "
-                            "try --rigid-only", case=case) from None
+                            + RIGID_ONLY_ADVICE, case=case) from None
     transform = sitk.CompositeTransform([rigid, bspline])   # applied last-added first: rigid(bspline(x))
     after = _metric(fixed, moving, region_mask, transform, metric, bins, sampling)
     folding = folding_fraction(bspline, region_mask)
@@ -134,22 +137,26 @@ def displacement_field(deformation: sitk.Transform, region: sitk.Image) -> np.nd
     return sitk.GetArrayFromImage(field)
 
 
-def jacobian_determinant(displacement: np.ndarray, spacing_xyz) -> np.ndarray:
-    """det(I + grad u) at each voxel of a (z, y, x, 3) displacement field: below 0 the mapping folds.
-    (SimpleITK's DisplacementFieldJacobianDeterminant gave values near 0, not 1, for near-identity
-    fields in this version, so the determinant is taken here.)"""
+def jacobian_determinant(displacement: np.ndarray, spacing_xyz, direction=None) -> np.ndarray:
+    """det(I + grad u) at each voxel of a (z, y, x, 3) displacement field (mm, physical x, y, z
+    components) on a grid with this spacing and direction: below 0 the mapping folds. (SimpleITK's
+    DisplacementFieldJacobianDeterminant gave values near 0, not 1, for near-identity fields in this
+    version, so the determinant is taken here.)"""
     spacing_zyx = tuple(reversed(spacing_xyz))
-    gradient = np.empty(displacement.shape[:3] + (3, 3))
-    for component in range(3):   # d u_component / d x, d y, d z
+    along_axes = np.empty(displacement.shape[:3] + (3, 3))
+    for component in range(3):   # d u_component / d (mm along the grid's x, y, z axes)
         d_z, d_y, d_x = np.gradient(displacement[..., component], *spacing_zyx)
-        gradient[..., component, :] = np.stack([d_x, d_y, d_z], axis=-1)
-    return np.linalg.det(gradient + np.eye(3))
+        along_axes[..., component, :] = np.stack([d_x, d_y, d_z], axis=-1)
+    # The grid's axes point along the direction matrix's columns: the physical gradient is G D^T.
+    axes = np.eye(3) if direction is None else np.asarray(direction, float).reshape(3, 3)
+    return np.linalg.det(along_axes @ axes.T + np.eye(3))
 
 
 def folding_fraction(deformation: sitk.Transform, region: sitk.Image) -> float:
     """Share of the region's voxels where the deformation's Jacobian determinant is <= 0 (it folds:
     neighbouring points swap places, which no anatomy does)."""
-    jacobian = jacobian_determinant(displacement_field(deformation, region), region.GetSpacing())
+    jacobian = jacobian_determinant(displacement_field(deformation, region), region.GetSpacing(),
+                                    region.GetDirection())
     return float(np.mean(jacobian <= 0))
 
 
@@ -167,9 +174,9 @@ def check_deformation(result: DeformableResult, case: str | None) -> None:
     was fooled, and the warped label would be wrong in a way nobody sees."""
     if result.folding_fraction > MAX_FOLDING_FRACTION:
         raise OsteoSegError(f"the deformable registration folds ({100 * result.folding_fraction:.2f}% of the voxels "
-                            f"around the label, limit {100 * MAX_FOLDING_FRACTION:.1f}%); nothing was written. "
-                            "Use --rigid-only, or check that source and target show the same anatomy", case=case)
+                            f"around the label, limit {100 * MAX_FOLDING_FRACTION:.1f}%); nothing was written; "
+                            f"{RIGID_ONLY_ADVICE}, or check that source and target show the same anatomy", case=case)
     if result.displacement_max_mm > MAX_DISPLACEMENT_MM:
         raise OsteoSegError(f"the deformable registration diverged (it moves the label up to "
                             f"{result.displacement_max_mm:.0f} mm beyond the rigid answer, limit "
-                            f"{MAX_DISPLACEMENT_MM:.0f} mm); nothing was written. Use --rigid-only", case=case)
+                            f"{MAX_DISPLACEMENT_MM:.0f} mm); nothing was written: {RIGID_ONLY_ADVICE}", case=case)

@@ -12,8 +12,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import OsteoSegError
-from ..imaging import BONE_WINDOW_HU, body_mask
-from .clustering import ClusteringSettings, cluster_crop
+from ..imaging import BONE_WINDOW_HU, body_mask, padded_box
+from .clustering import TRIVIAL_GROUPINGS, ClusteringSettings, cluster_crop, trivial_clusters
 from .refinement import RefinementSettings, refine
 from .rough_input import RoughInput, check_rough_input, pet_on_ct_grid
 
@@ -28,6 +28,11 @@ class ProposalSettings:
     refinement: RefinementSettings = field(default_factory=RefinementSettings)
     margin_mm: float = 15.0         # context around the rough input (the surroundings uptake is measured in)
     max_voxels: int = 150_000       # a larger crop is clustered on voxels binned in-plane (never resized to a size)
+    grouping: str = "network"       # or a baseline to compare the clustering with: "voxel", "suv-bins"
+
+    def __post_init__(self):
+        if self.grouping not in ("network", *TRIVIAL_GROUPINGS):
+            raise ValueError(f"unknown grouping {self.grouping!r}; one of network, {', '.join(TRIVIAL_GROUPINGS)}")
 
 
 @dataclass
@@ -39,7 +44,7 @@ class LesionConfidence:
     volume_ml: float
     suv_max: float
     contrast: float       # 1 - (mean SUV just around it) / (mean SUV inside)
-    cluster_edge: float   # share of its edge that follows a cluster boundary (not cut by the reach limit)
+    cluster_edge: float   # share of its edge inside the crop (a lesion cut by the crop's border goes on beyond it)
     confidence: float     # geometric mean of the two
 
 
@@ -68,16 +73,6 @@ class Proposal:
                 "seconds": round(self.seconds, 2)}
 
 
-def crop_around(region: np.ndarray, margin_mm: float, spacing_zyx) -> tuple[slice, ...]:
-    """The bounding box of a region grown by `margin_mm` on each side, clipped to the volume."""
-    box = []
-    for axis, spacing in enumerate(spacing_zyx):
-        present = np.flatnonzero(region.any(axis=tuple(a for a in range(3) if a != axis)))
-        pad = int(np.ceil(margin_mm / spacing))
-        box.append(slice(max(int(present[0]) - pad, 0), min(int(present[-1]) + pad + 1, region.shape[axis])))
-    return tuple(box)
-
-
 def network_channels(ct_hu: np.ndarray, suv: np.ndarray) -> np.ndarray:
     """CT in the bone window and PET, each min-max scaled to [0, 1] over the crop."""
     ct = (np.clip(ct_hu, *BONE_WINDOW_HU) - BONE_WINDOW_HU[0]) / (BONE_WINDOW_HU[1] - BONE_WINDOW_HU[0])
@@ -100,10 +95,9 @@ def unbinned(labels: np.ndarray, factor: int, shape) -> np.ndarray:
     return labels.repeat(factor, axis=1).repeat(factor, axis=2)[:, : shape[1], : shape[2]]
 
 
-def lesion_confidences(label_a: np.ndarray, whole_a: np.ndarray, suv: np.ndarray, body: np.ndarray,
-                       spacing_zyx) -> list[LesionConfidence]:
-    """Per lesion of A: uptake contrast with a two-voxel shell around it, and how much of its edge
-    the clusters drew (an edge cut by the reach limit is a guess)."""
+def lesion_confidences(label_a: np.ndarray, suv: np.ndarray, body: np.ndarray, spacing_zyx) -> list[LesionConfidence]:
+    """Per lesion of A: uptake contrast with a two-voxel shell around it, and how much of its edge lies
+    inside the crop (where the crop's border cuts it, its extent is a guess)."""
     parts, count = ndimage.label(label_a, structure=np.ones((3, 3, 3), bool))
     lesions = []
     for number in range(1, count + 1):
@@ -111,8 +105,9 @@ def lesion_confidences(label_a: np.ndarray, whole_a: np.ndarray, suv: np.ndarray
         shell = ndimage.binary_dilation(lesion, iterations=2) & ~label_a & body
         inside = float(suv[lesion].mean())
         contrast = float(np.clip(1 - suv[shell].mean() / inside, 0, 1)) if shell.any() and inside > 0 else 0.0
-        edge = ndimage.binary_dilation(lesion) & ~lesion
-        cluster_edge = 1.0 - float((edge & whole_a).sum()) / max(int(edge.sum()), 1)
+        padded = np.pad(lesion, 1)
+        edge = ndimage.binary_dilation(padded) & ~padded
+        cluster_edge = float(edge[1:-1, 1:-1, 1:-1].sum()) / max(int(edge.sum()), 1)
         lesions.append(LesionConfidence(number, int(lesion.sum()),
                                         round(float(lesion.sum() * np.prod(spacing_zyx)) / 1000.0, 3),
                                         round(float(suv[lesion].max()), 2), round(contrast, 3),
@@ -120,26 +115,35 @@ def lesion_confidences(label_a: np.ndarray, whole_a: np.ndarray, suv: np.ndarray
     return lesions
 
 
+def crop_clusters(ct_crop: np.ndarray, suv_crop: np.ndarray, settings: ProposalSettings):
+    """The crop's clusters (on its voxels) and the in-plane binning they were found at."""
+    channels = network_channels(ct_crop, suv_crop)
+    if settings.grouping != "network":
+        return trivial_clusters(channels, settings.grouping), 1
+    factor = max(1, int(np.ceil(np.sqrt(ct_crop.size / settings.max_voxels))))
+    clusters = cluster_crop(binned(channels, factor), settings.clustering)
+    clusters.labels = unbinned(clusters.labels, factor, ct_crop.shape)
+    return clusters, factor
+
+
 def propose_arrays(ct_hu: np.ndarray, suv: np.ndarray, rough: np.ndarray, spacing_zyx,
                    settings: ProposalSettings = ProposalSettings()) -> Proposal:
     """The proposals from arrays on one grid ((z, y, x) CT in HU, PET in SUV, rough region)."""
     started = time.perf_counter()
-    crop = crop_around(rough, settings.margin_mm, spacing_zyx)
+    crop = padded_box(rough, settings.margin_mm, spacing_zyx)
     ct_crop, suv_crop = np.asarray(ct_hu[crop], np.float32), np.asarray(suv[crop], np.float32)
     body, rough_crop = body_mask(ct_crop), rough[crop]
-    factor = max(1, int(np.ceil(np.sqrt(ct_crop.size / settings.max_voxels))))
-    clusters = cluster_crop(binned(network_channels(ct_crop, suv_crop), factor), settings.clustering)
-    labels = unbinned(clusters.labels, factor, ct_crop.shape)
-    refined = refine(labels, ct_crop, suv_crop, rough_crop, body, spacing_zyx, settings.refinement)
+    clusters, factor = crop_clusters(ct_crop, suv_crop, settings)
+    refined = refine(clusters.labels, ct_crop, suv_crop, rough_crop, body, spacing_zyx, settings.refinement)
     label_a, label_b = np.zeros(rough.shape, np.uint8), np.zeros(rough.shape, np.uint8)
     label_a[crop], label_b[crop] = refined.label_a, refined.label_b
-    lesions = lesion_confidences(refined.label_a, refined.whole_a, suv_crop, body, spacing_zyx)
+    lesions = lesion_confidences(refined.label_a, suv_crop, body, spacing_zyx)
     return Proposal(label_a, label_b, lesions, crop, clusters.count, clusters.iterations, factor,
                     refined.background_suv, refined.peak_suv, time.perf_counter() - started)
 
 
 def propose(ct: sitk.Image, pet: sitk.Image | None, rough: RoughInput, *, transform: sitk.Transform | None = None,
-            settings: ProposalSettings = ProposalSettings(), case: str | None = None) -> Proposal:
+            settings: ProposalSettings = ProposalSettings(), case: str | None = None, pet_path=None) -> Proposal:
     """Proposed A and B for one patient: the PET is resampled onto the CT grid (through `transform`,
     CT to PET, when given). Refused with one message: no PET, a PET that is not SUV or misses the CT,
     a rough input that is empty or outside the body."""
@@ -147,7 +151,7 @@ def propose(ct: sitk.Image, pet: sitk.Image | None, rough: RoughInput, *, transf
         raise OsteoSegError("label proposals need the CT (the reference grid)", case=case)
     ct_hu = sitk.GetArrayFromImage(ct)
     check_rough_input(rough, ct_hu, case=case)
-    suv = pet_on_ct_grid(ct, pet, transform, case=case)
+    suv = pet_on_ct_grid(ct, pet, transform, case=case, path=pet_path)
     spacing_zyx = tuple(reversed(ct.GetSpacing()))
     return propose_arrays(ct_hu, suv, rough.region, spacing_zyx, settings)
 

@@ -75,7 +75,9 @@ def propose_cohort(cohort: Cohort, rough_source: str, out: str | os.PathLike, *,
                    progress: Progress | None = None) -> Cohort:
     """Propose labels for every case into a new cohort at `out`. The cohort is built in a temporary
     folder inside `out` and moved into place at the end (cohort.json last), so a stopped run leaves
-    no half-written cohort; `force` replaces an earlier result OsteoSeg wrote there, nothing else."""
+    no half-written cohort; `force` replaces an earlier result OsteoSeg wrote there, nothing else,
+    and only once the new cohort is complete. A case whose rough label marks a lesion but whose
+    proposals are both empty is warned about and listed in the generator's "empty_proposals"."""
     progress, settings = progress or Progress(), settings or ProposalSettings()
     missing = [case.case_id for case in cohort.cases if rough_source not in case.labels]
     if missing:
@@ -83,30 +85,39 @@ def propose_cohort(cohort: Cohort, rough_source: str, out: str | os.PathLike, *,
                             f"({', '.join(missing[:5])}); the cohort has {', '.join(cohort.label_sources()) or 'none'}",
                             path=cohort.root / COHORT_FILE)
     with OutputFolder(out, inputs=[cohort.root], command="propose") as folder:
-        if force:
-            folder.clear()
         folder.refuse_foreign()
-        if folder.contents():
+        earlier = folder.contents()
+        if earlier and not force:
             raise OsteoSegError("an earlier proposed cohort is here; choose another folder or pass --force to "
                                 "replace it", path=folder.path)
         staging = Path(tempfile.mkdtemp(prefix=".cohort.partial-", dir=folder.path))
         try:
-            cases = []
+            cases, empty = [], []
             for number, case in enumerate(cohort.cases, start=1):
                 if progress.cancelled():
                     raise OsteoSegError("stopped; nothing was written")
                 ct, proposal = case_proposal(cohort, case, rough_source, settings)
                 record = write_case(staging / case.case_id, ct, proposal, rough_source)
                 cases.append(proposed_case(cohort, case, record))
+                if proposal is not None and not (proposal.label_a.any() or proposal.label_b.any()):
+                    empty.append(case.case_id)
+                    progress.message(f"warning: {case.case_id}: label {rough_source} marks a lesion but both "
+                                     "proposals are empty (no PET-high cluster there); check this case")
                 progress.message(f"{case.case_id} ({number}/{len(cohort.cases)}): " + (
                     f"A {record['voxels']['A']} voxels, B {record['voxels']['B']} voxels, "
                     f"{record['seconds']} s" if proposal else f"label {rough_source} is empty: empty proposals"))
+            if empty:
+                progress.message(f"warning: {len(empty)} case(s) with a non-empty label {rough_source} got empty "
+                                 f"proposals ({', '.join(empty[:10])}); listed in the cohort's generator")
             proposed = Cohort(root=staging, cases=cases, name=f"{cohort.name or cohort.root.name} (proposed labels)",
                               description=f"Label A and B proposed by OsteoSeg from label {rough_source} of "
                                           f"{cohort.root} as the rough input.",
                               generator={"name": GENERATOR_NAME, "from_cohort": str(cohort.root),
-                                         "rough_label": rough_source, "settings": asdict(settings)})
+                                         "rough_label": rough_source, "settings": asdict(settings),
+                                         "empty_proposals": empty})
             save_cohort(proposed)
+            for entry in earlier:   # --force: the earlier result goes only now that the new one is complete
+                folder.remove(entry)
             for entry in [case.case_id for case in cases] + [COHORT_FILE]:
                 folder.record(entry)   # noted first: a kill after the rename leaves it OsteoSeg's
                 os.replace(staging / entry, folder.path / entry)

@@ -11,7 +11,8 @@ import SimpleITK as sitk
 
 from ..data.cohort_validate import pet_problem
 from ..errors import OsteoSegError
-from ..imaging import body_mask, check_overlap, resample_onto, same_grid
+from ..imaging import body_mask, same_grid
+from ..inference.segment import pet_on_ct_grid as resampled_pet
 
 __all__ = ["RoughInput", "check_rough_input", "pet_on_ct_grid", "rough_from_box", "rough_from_mask",
            "rough_from_points"]
@@ -47,6 +48,11 @@ def rough_from_mask(mask: sitk.Image | np.ndarray, ct: sitk.Image, *, source: st
     shape = tuple(reversed(ct.GetSize()))
     if mask.shape != shape:
         raise OsteoSegError(f"the rough input {source!r} has shape {mask.shape}, the CT {shape}", case=case)
+    values = np.unique(mask)
+    if values.size > 2 or (values.size == 2 and values[0] != 0):
+        raise OsteoSegError(f"the rough input {source!r} is not a mask: it holds {values.size} different values "
+                            f"({values.min():g} to {values.max():g}), e.g. a probability map; give a binary mask "
+                            "(0 outside, one value inside), such as a thresholded prediction", case=case)
     return RoughInput(mask != 0, "mask", source)
 
 
@@ -96,13 +102,12 @@ def check_rough_input(rough: RoughInput, ct_hu: np.ndarray, *, case: str | None 
 
 
 def pet_on_ct_grid(ct: sitk.Image, pet: sitk.Image | None, transform: sitk.Transform | None = None, *,
-                   case: str | None = None) -> np.ndarray:
+                   case: str | None = None, path=None) -> np.ndarray:
     """The PET (SUV) resampled onto the CT grid, refused when absent, empty, not SUV or not over the CT."""
     if pet is None:
         raise OsteoSegError("label proposals need the PET (the clusters are found in CT and PET together)",
                             case=case)
     problem = pet_problem(pet)
     if problem:
-        raise OsteoSegError(problem, case=case)
-    check_overlap(ct, pet, case=case)
-    return sitk.GetArrayFromImage(resample_onto(pet, ct, transform=transform))
+        raise OsteoSegError(problem, case=case, path=path)
+    return sitk.GetArrayFromImage(resampled_pet(ct, pet, transform, case))

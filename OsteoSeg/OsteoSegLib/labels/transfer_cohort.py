@@ -4,16 +4,13 @@ original images where they are; only the transferred labels and their reports ar
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from dataclasses import replace
 from pathlib import Path
 
 from ..atomic import write_text
-from ..data.cohort import COHORT_FILE, Cohort, load_cohort, save_cohort
+from ..data.cohort import COHORT_FILE, Cohort, load_cohort, save_cohort, with_absolute_paths
 from ..data.fingerprint import sha256_file
-from ..data.io import read_image
+from ..data.io import csv_text, read_image
 from ..errors import OsteoSegError
 from ..outputs import OutputFolder
 from ..progress import Progress
@@ -49,15 +46,8 @@ def planned_inputs(cohort: Cohort, label_pattern: str, source: str) -> dict[str,
     return plan
 
 
-def absolute_case(cohort: Cohort, case):
-    """The case with every file named by its absolute path, so that the new cohort finds them."""
-    return replace(case, ct=str(cohort.path(case.ct)), pet=str(cohort.path(case.pet)),
-                   labels={source: str(cohort.path(path)) for source, path in case.labels.items()},
-                   truth=str(cohort.path(case.truth)) if case.truth else None)
-
-
 def transfer_cohort(location, out, *, label_pattern: str, source: str, name: str, source_kind: str,
-                    deformable: bool | None, force: bool = False, progress: Progress | None = None) -> dict:
+                    steps: str | None, force: bool = False, progress: Progress | None = None) -> dict:
     """Write a new cohort in `out`: the cases of `location` with label source `name` added from the
     transferred labels. A case whose transfer is refused keeps no label of that source; its reason is
     in transfer.csv. A rerun keeps the cases an interrupted run finished (--force: starts afresh).
@@ -75,18 +65,27 @@ def transfer_cohort(location, out, *, label_pattern: str, source: str, name: str
         folder.refuse_foreign()
         for index, case in enumerate(cohort.cases):
             progress.message(f"{case.case_id} ({index + 1} of {len(cohort.cases)}): transferring")
-            new_case = absolute_case(cohort, case)
+            new_case = with_absolute_paths(cohort, case)
             cases.append(new_case)
-            try:
-                report = transferred_case(folder, new_case, plan[case.case_id], source_kind, deformable)
-            except OsteoSegError as error:
-                refused[case.case_id] = error.problem
-                rows.append({"case": case.case_id, "status": "refused", "reason": error.problem})
-                continue
+            image_path, label_path = plan[case.case_id]
+            request = {"source": str(image_path), "label": str(label_path), "target": new_case.ct,
+                       "source_kind": source_kind, "steps": steps}
+            report = earlier_transfer(folder.path / case.case_id, case.case_id, request)
+            if report is None:
+                try:   # only the transfer itself: a failed write (a full disk) ends the run
+                    result = transfer_label(read_image(image_path, case=case.case_id),
+                                            read_image(label_path, case=case.case_id),
+                                            read_image(new_case.ct, case=case.case_id), source_kind=source_kind,
+                                            steps=steps, case=case.case_id)
+                except OsteoSegError as error:
+                    refused[case.case_id] = error.problem
+                    rows.append({"case": case.case_id, "status": "refused", "reason": error.problem})
+                    continue
+                report = write_case(folder, case.case_id, result, request)
             new_case.labels[name] = f"{case.case_id}/{LABELS_FILE}"
             rows.append(summary_row(case.case_id, report))
         folder.record(SUMMARY_FILE, COHORT_FILE)
-        write_text(folder.path / SUMMARY_FILE, csv_rows(rows))
+        write_text(folder.path / SUMMARY_FILE, csv_text(rows))
         save_cohort(Cohort(folder.path, cases, name=f"{cohort.name} + {name}".strip(" +"),
                            description=f"{cohort.description} Label source {name!r} transferred from "
                                        f"{label_pattern} on {source}.".strip(),
@@ -95,24 +94,28 @@ def transfer_cohort(location, out, *, label_pattern: str, source: str, name: str
     return {"transferred": len(cohort.cases) - len(refused), "refused": refused}
 
 
-def transferred_case(folder: OutputFolder, case, inputs: tuple[Path, Path], source_kind: str,
-                     deformable: bool | None) -> dict:
-    """The report of one case's transfer: an earlier run's when it finished, else a new transfer
-    written into the case's folder (which the manifest owns before anything is written there)."""
-    case_folder = folder.path / case.case_id
-    earlier = finished_report(case_folder)
-    if earlier is not None:
-        return earlier
-    if case_folder.exists():
-        folder.remove(case.case_id)   # an interrupted transfer; refused if OsteoSeg did not write it
-    image_path, label_path = inputs
-    result = transfer_label(read_image(image_path, case=case.case_id), read_image(label_path, case=case.case_id),
-                            read_image(case.ct, case=case.case_id), source_kind=source_kind,
-                            deformable=deformable, case=case.case_id)
-    folder.record(case.case_id)
-    write_transfer(result, case_folder, inputs={"source": str(image_path), "label": str(label_path),
-                                                "target": case.ct}, names={})
-    return result.report
+def earlier_transfer(case_folder: Path, case_id: str, request: dict) -> dict | None:
+    """The report of a case an earlier run finished with the same request, or None; a finished case
+    with another request (label, source, steps) is refused rather than silently kept."""
+    report = finished_report(case_folder)
+    if report is None:
+        return None
+    if report.get("inputs") != request:
+        raise OsteoSegError(f"this case was transferred earlier with other inputs or settings "
+                            f"({report.get('inputs')}); choose another output folder or pass --force to redo "
+                            "every case",
+                            case=case_id, path=case_folder)
+    return report
+
+
+def write_case(folder: OutputFolder, case_id: str, result, request: dict) -> dict:
+    """Write one case's transfer into its folder (owned by the manifest before anything is written
+    there; an interrupted earlier attempt is removed first); returns its report."""
+    if (folder.path / case_id).exists():
+        folder.remove(case_id)   # refused if OsteoSeg did not write it
+    folder.record(case_id)
+    write_transfer(result, folder.path / case_id, inputs=request, names={})
+    return finished_report(folder.path / case_id)
 
 
 def finished_report(case_folder: Path) -> dict | None:
@@ -131,21 +134,10 @@ def summary_row(case_id: str, report: dict) -> dict:
     """One line of transfer.csv: the step figures and the first label's verdict."""
     first = report["labels"][0]
     visibility = first["visibility"] or {}
-    deformable = report["deformable"] or {}
-    return {"case": case_id, "status": "transferred", "reason": "",
-            "rigid_metric_before": report["rigid"]["metric_before"],
-            "rigid_metric_after": report["rigid"]["metric_after"],
+    rigid, deformable = report["rigid"] or {}, report["deformable"] or {}
+    return {"case": case_id, "status": "transferred", "reason": "", "steps": report["steps"],
+            "rigid_metric_before": rigid.get("metric_before", ""), "rigid_metric_after": rigid.get("metric_after", ""),
             "deformable_folding": deformable.get("folding_fraction", ""),
             "deformable_displacement_max_mm": deformable.get("displacement_max_mm", ""),
             "source_ml": first["source_ml"], "target_ml": first["target_ml"],
             "verdict": visibility.get("verdict", ""), "visibility_score": visibility.get("score", "")}
-
-
-def csv_rows(rows: list[dict]) -> str:
-    """CSV text of rows that may lack some columns (a refused case has no figures)."""
-    fields = list(dict.fromkeys(key for row in rows for key in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()

@@ -25,8 +25,15 @@ SHELL_VISIBLE = 0.6
 MIN_NOISE_HU = 5.0   # a floor for the noise estimate (a noise-free CT would make every change "visible")
 
 SUPPORTED = "supported by the CT"
-NOT_SUPPORTED = "no CT evidence: treat as a PET-only finding"
 UNDETERMINED = "undetermined: the CT gives nothing to compare the label with"
+
+
+def not_supported(source_name: str = "PET") -> str:
+    """The verdict for a label the CT gives no evidence of, naming where the label came from."""
+    return f"no CT evidence: treat as a {source_name}-only finding"
+
+
+NOT_SUPPORTED = not_supported("PET")
 
 
 @dataclass
@@ -46,18 +53,20 @@ class Visibility:
 
 
 def ct_visibility(ct_hu: np.ndarray, label: np.ndarray, spacing_zyx, *, threshold: float = VISIBLE_SCORE,
-                  ) -> Visibility:
-    """The verdict for `label` ((z, y, x) bool) on `ct_hu` (same grid), voxel spacing in mm (z, y, x)."""
+                  source_name: str = "PET") -> Visibility:
+    """The verdict for `label` ((z, y, x) bool) on `ct_hu` (same grid), voxel spacing in mm (z, y, x);
+    `source_name` is where the label was drawn (named in the verdict when the CT does not show it)."""
     label = np.asarray(label, bool)
     ct = np.asarray(ct_hu, np.float32)
     voxels = int(label.sum())
     shell = shell_effect(ct, label, spacing_zyx)
     residuals, noise = column_residuals(ct, label, spacing_zyx)
     if residuals is None:
-        verdict = UNDETERMINED if shell is None else SUPPORTED if abs(shell) >= SHELL_VISIBLE else NOT_SUPPORTED
+        absent = not_supported(source_name)
+        verdict = UNDETERMINED if shell is None else SUPPORTED if abs(shell) >= SHELL_VISIBLE else absent
         return Visibility(verdict, "shell", None, None, None, shell, voxels)
     score = float(np.median(np.abs(residuals)) / noise)
-    verdict = SUPPORTED if score >= threshold else NOT_SUPPORTED
+    verdict = SUPPORTED if score >= threshold else not_supported(source_name)
     return Visibility(verdict, "column", score, float(np.median(residuals)), noise, shell, voxels)
 
 

@@ -8,14 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from ..data.cohort import Case, Cohort
+from ..data.cohort import TRANSFORM_KEY, Case, Cohort
 from ..data.io import read_image
 from ..errors import OsteoSegError
 from ..imaging import resample_onto
 from .preprocess import CHANNEL_ORDER, PreprocessSettings, input_channels, to_training_size
 
 TRUTH = "truth"
-TRANSFORM_KEY = "ct_to_pet_transform"   # a case's recorded alignment (phantom truth, `osteoseg align`)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..imaging import padded_box
 from .anatomy import Anatomy
 
 # Threshold as a fraction of the lesion's SUVmax that each annotator uses on the PET.
@@ -82,7 +83,7 @@ def annotate(anatomy: Anatomy, seen_pet: np.ndarray, spacing_zyx, rng: np.random
     if not anatomy.truth.any():
         return label_a, label_b
     # Annotators look only near the infection: work in that box (a whole clinical grid is slow).
-    box = _padded_box(anatomy.truth | (anatomy.edema >= 0.5), NEIGHBOURHOOD_MM + 5.0, spacing_zyx)
+    box = padded_box(anatomy.truth | (anatomy.edema >= 0.5), NEIGHBOURHOOD_MM + 5.0, spacing_zyx)
     local = Anatomy(ct_hu=anatomy.ct_hu[box], activity_suv=anatomy.activity_suv[box], truth=anatomy.truth[box],
                     destruction=anatomy.destruction[box], edema=anatomy.edema[box], body=anatomy.body[box])
     seen = seen_pet[box]
@@ -90,12 +91,3 @@ def annotate(anatomy: Anatomy, seen_pet: np.ndarray, spacing_zyx, rng: np.random
     label_b[box] = draw(specific_region(local, seen), SPECIFIC_HABITS, spacing_zyx, rng)
     return label_a, label_b
 
-
-def _padded_box(mask: np.ndarray, pad_mm: float, spacing_zyx) -> tuple[slice, ...]:
-    """The bounding box of a mask grown by `pad_mm` on every side, clipped to the volume."""
-    box = []
-    for axis, spacing in enumerate(spacing_zyx):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        pad = int(np.ceil(pad_mm / spacing))
-        box.append(slice(max(int(present[0]) - pad, 0), min(int(present[-1]) + pad + 1, mask.shape[axis])))
-    return tuple(box)

@@ -44,8 +44,8 @@ def proposal_node(context: mrml.MrmlContext, reference_node, proposal: Proposal,
     return node
 
 
-def rough_from_node(context: mrml.MrmlContext, ct_node, ct_image, rough_node, segment_name: str | None = None
-                    ) -> RoughInput:
+def rough_from_node(context: mrml.MrmlContext, ct_node, ct_image, rough_node, segment_name: str | None = None,
+                    *, case: str | None = None) -> RoughInput:
     """The rough input from a segmentation node (one segment: the named one, or its only one), an ROI
     markup (its box) or a point list (a ball around each point)."""
     if rough_node is None:
@@ -57,18 +57,18 @@ def rough_from_node(context: mrml.MrmlContext, ct_node, ct_image, rough_node, se
         chosen = segment_name or (next(iter(masks)) if len(masks) == 1 else None)
         if chosen not in masks:
             raise OsteoSegError(f"choose one segment of {name!r} ({', '.join(masks) or 'it has none'})")
-        return rough_from_mask(masks[chosen], ct_image, source=chosen)
+        return rough_from_mask(masks[chosen], ct_image, source=chosen, case=case)
     if kind == "vtkMRMLMarkupsROINode":
         bounds = [0.0] * 6
         rough_node.GetRASBounds(bounds)
-        return rough_from_box(ct_image, bounds[0::2], bounds[1::2], source=name)
+        return rough_from_box(ct_image, bounds[0::2], bounds[1::2], source=name, case=case)
     if kind == "vtkMRMLMarkupsFiducialNode":
         points = []
         for index in range(rough_node.GetNumberOfControlPoints()):
             point = [0.0, 0.0, 0.0]
             rough_node.GetNthControlPointPositionWorld(index, point)
             points.append(point)
-        return rough_from_points(ct_image, points, source=name)
+        return rough_from_points(ct_image, points, source=name, case=case)
     raise OsteoSegError(f"{name!r} is a {kind}; the rough input must be a segment, an ROI box or points")
 
 
@@ -82,7 +82,7 @@ def propose_in_scene(context: mrml.MrmlContext, ct_node, pet_node, rough_node, *
     problem = ct_problem(ct)
     if problem:
         raise OsteoSegError(f"{ct_node.GetName()!r} {problem}")
-    rough = rough_from_node(context, ct_node, ct, rough_node, segment_name)
+    rough = rough_from_node(context, ct_node, ct, rough_node, segment_name, case=ct_node.GetName())
     pet = mrml.image_from_volume_node(pet_node) if pet_node is not None else None
     proposal = propose(ct, pet, rough, settings=settings or ProposalSettings(), case=ct_node.GetName())
     node = proposal_node(context, ct_node, proposal, mrml.unique_node_name(context, f"{ct_node.GetName()} proposals"))

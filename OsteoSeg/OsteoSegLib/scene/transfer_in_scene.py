@@ -68,7 +68,7 @@ def transferred_segmentation_node(context: mrml.MrmlContext, target_node, result
 
 
 def transfer_in_scene(context: mrml.MrmlContext, source_node, segmentation_node, target_node, *,
-                      source_kind: str = "pet", deformable: bool | None = None):
+                      source_kind: str = "pet", steps: str | None = None):
     """Carry the segments of `segmentation_node` (drawn on `source_node`) onto the CT `target_node`; add
     the result as a new segmentation "<segmentation> on <CT>" and return it. Nothing is added when the
     transfer is refused."""
@@ -79,7 +79,7 @@ def transfer_in_scene(context: mrml.MrmlContext, source_node, segmentation_node,
     label, names = label_from_segments(context, segmentation_node, source_node)
     target = mrml.image_from_volume_node(target_node)
     result = transfer_label(mrml.image_from_volume_node(source_node), label, target, source_kind=source_kind,
-                            deformable=deformable, case=segmentation_node.GetName())
+                            steps=steps, case=segmentation_node.GetName())
     name = mrml.unique_node_name(context, f"{segmentation_node.GetName()} on {target_node.GetName()}")
     node = transferred_segmentation_node(context, target_node, result, names, name)
     mrml.place_beside(context, node, target_node)
