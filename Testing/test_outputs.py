@@ -105,3 +105,18 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, m
     assert asked == [str(tmp_path)]
     with pytest.raises(OsteoSegError, match="summary.json: cannot write here"):
         refuse_existing_file(tmp_path / "summary.json", force=False)
+
+
+def test_an_earlier_result_is_refused_without_force_and_a_foreign_file_even_with_it(tmp_path):
+    with OutputFolder(tmp_path / "out") as folder:
+        assert folder.earlier_result(["a.nii.gz", "b.json"], False, "transfer") == []
+        folder.record("a.nii.gz")
+        (folder.path / "a.nii.gz").write_text("ours")
+        with pytest.raises(OsteoSegError, match=r"an earlier transfer is there \(a.nii.gz\); choose another folder"):
+            folder.earlier_result(["a.nii.gz", "b.json"], False, "transfer")
+        assert folder.earlier_result(["a.nii.gz", "b.json"], True, "transfer") == ["a.nii.gz"]
+        (folder.path / "b.json").write_text("the user's")
+        with pytest.raises(OsteoSegError, match="b.json is in the way and not written by OsteoSeg, so --force leaves "
+                                                "it alone; choose another folder or --name"):
+            folder.earlier_result(["a.nii.gz", "b.json"], True, "proposal", elsewhere="another folder or --name")
+        assert (folder.path / "b.json").read_text() == "the user's"

@@ -162,6 +162,19 @@ class OutputFolder:
             target.unlink(missing_ok=True)
         self.forget(relative)
 
+    def earlier_result(self, names, force: bool, what: str, elsewhere: str = "another folder") -> list[str]:
+        """The files among `names` already here (an earlier result), refused before any work is done:
+        without `force`, or when OsteoSeg did not write one of them (`--force` would leave it)."""
+        earlier = [name for name in names if (self.path / name).exists()]
+        if earlier and not force:
+            raise OsteoSegError(f"an earlier {what} is there ({', '.join(earlier)}); choose {elsewhere}, or pass "
+                                "--force to replace it", path=self.path)
+        foreign = [name for name in earlier if not self.owns(name)]
+        if foreign:
+            raise OsteoSegError(f"{', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} in the way and not "
+                                f"written by OsteoSeg, so --force leaves it alone; choose {elsewhere}", path=self.path)
+        return earlier
+
     def clear(self) -> None:
         """--force: remove everything OsteoSeg wrote here; refused (nothing removed) when the folder
         also holds other files."""

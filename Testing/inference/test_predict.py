@@ -8,6 +8,7 @@ import torch
 from helpers import Messages, random_model
 from OsteoSegLib.inference.predict import (
     body_box,
+    paste,
     predict_probabilities,
     predict_with_fallback,
     prepare_network,
@@ -124,3 +125,48 @@ def test_out_of_memory_on_the_cpu_at_one_slice_is_raised_not_retried_forever():
     with pytest.raises(torch.cuda.OutOfMemoryError):
         predict_with_fallback([(OutOfMemoryAbove(0), [0])], np.zeros((2, 1, 16, 16), np.float32), size=16,
                               device=torch.device("cpu"), batch_size=2, dtype=None)
+
+
+def test_body_box_by_hand():
+    body = np.zeros((10, 20), bool)
+    body[3:6, 2:18] = True
+    # rows 3..5 at 3.2 network pixels each: centres 10.7 .. 17.1, so pixels 10 .. 18 (+2 margin: 8 .. 20),
+    # snapped out to 8 .. 24; columns 2..17 at 1.6: 3.5 .. 27.5, pixels 3 .. 28 (1 .. 30), snapped 0 .. 32.
+    assert body_box(body, 32, margin=2, multiple=8) == (8, 24, 0, 32)
+    assert body_box(body, 32, margin=0, multiple=1) == (10, 19, 3, 29)
+    narrow = np.zeros((10, 20), bool)
+    narrow[3:6, 10:18] = True                         # columns 10..17: 16.3 .. 27.5, pixels 14 .. 30 with margin
+    assert body_box(narrow, 32, margin=2, multiple=8) == (8, 24, 8, 32)
+    assert body_box(body, 32, margin=2, multiple=8, worthwhile=0.5) == (8, 24, 0, 32)   # half the slice: kept
+    assert body_box(body, 32, margin=2, multiple=8, worthwhile=0.49) is None
+
+
+def test_paste_puts_the_box_back_and_air_elsewhere():
+    logits = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    full = paste(logits, (1, 3, 2, 4), 4)
+    assert full.tolist() == [[[[-20.0] * 4, [-20.0, -20.0, 1.0, 2.0], [-20.0, -20.0, 3.0, 4.0], [-20.0] * 4]]]
+    assert paste(logits, None, 4) is logits
+
+
+def test_body_box_default_margin_is_8_network_pixels():
+    body = np.zeros((10, 20), bool)
+    body[3:6, 2:18] = True
+    assert body_box(body, 32, multiple=1) == (2, 27, 0, 32)      # pixels 10 .. 18 and 3 .. 28, 8 more each side
+
+
+def test_preparing_a_network_leaves_the_original_as_it_was():
+    network = random_model().network
+    x = torch.rand(2, 2, 48, 48)
+    kinds = [type(m) for m in network.modules()]
+    with torch.no_grad():
+        expected = network(x)
+        plain = prepare_network(network, torch.device("cpu"), fold_batchnorm=False, channels_last=False)
+        fast = prepare_network(network, torch.device("cpu"))
+        torch.testing.assert_close(plain(x), expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(network(x), expected)
+    assert [type(m) for m in network.modules()] == kinds
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    first = [m for m in plain.modules() if isinstance(m, torch.nn.Conv2d)][0].weight
+    assert first.is_contiguous() and not first.is_contiguous(memory_format=torch.channels_last)
+    first = [m for m in fast.modules() if isinstance(m, torch.nn.Conv2d)][0].weight
+    assert first.is_contiguous(memory_format=torch.channels_last) and not first.is_contiguous()

@@ -136,14 +136,8 @@ def run_single(arguments) -> int:
     inputs = [arguments.ct, arguments.pet, arguments.rough, arguments.transform, *comparisons.values()]
     with OutputFolder(arguments.out, inputs=inputs, command="propose") as folder:
         paths = output_paths(folder.path, name)
-        earlier = [path.name for path in paths.values() if path.exists()]
-        if earlier and not arguments.force:
-            raise OsteoSegError(f"an earlier proposal is there ({', '.join(earlier)}); choose another folder or "
-                                "--name, or pass --force to replace it", path=folder.path)
-        foreign = [file for file in earlier if not folder.owns(file)]
-        if foreign:   # refused before the work, not after it
-            raise OsteoSegError(f"{', '.join(foreign)} was not written by OsteoSeg, so --force leaves it alone; "
-                                "choose another folder or --name", path=folder.path)
+        earlier = folder.earlier_result([path.name for path in paths.values()], arguments.force, "proposal",
+                                        elsewhere="another folder or --name")
         # refused input: nothing written
         proposal = propose(ct, pet, rough, transform=transform, case=name, pet_path=arguments.pet)
         record = {"ct": str(Path(arguments.ct).resolve()), "pet": str(Path(arguments.pet).resolve()),

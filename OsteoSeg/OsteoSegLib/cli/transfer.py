@@ -39,14 +39,7 @@ def run_transfer(arguments) -> int:
 
     inputs = [arguments.label, arguments.source, arguments.target]
     with OutputFolder(arguments.out, inputs=inputs, command="transfer") as folder:
-        earlier = [name for name in TRANSFER_OUTPUTS if (folder.path / name).exists()]
-        if earlier and not arguments.force:
-            raise OsteoSegError(f"an earlier transfer is there ({', '.join(earlier)}); choose another folder or "
-                                "pass --force to replace it", path=folder.path)
-        foreign = [name for name in earlier if not folder.owns(name)]
-        if foreign:   # said before the registration, not after it
-            raise OsteoSegError(f"{', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} in the way and not "
-                                "written by OsteoSeg; choose another output folder", path=folder.path)
+        earlier = folder.earlier_result(TRANSFER_OUTPUTS, arguments.force, "transfer")
         source, target = read_image(arguments.source), read_image(arguments.target)
         context = mrml.create_headless_context()
         label, names = label_and_names(arguments.label, source, lambda: context)
