@@ -66,7 +66,7 @@ def test_segments_on_the_pet_arrive_on_the_ct_with_their_verdicts(context, tiny_
 
 def test_the_segments_become_values_in_their_order_on_the_source_grid(context, tiny_cohort):
     ct_node, pet_node, outline, _ = pet_segmentation(context, tiny_cohort, tiny_cohort.cases[0])
-    label, names = label_from_segments(context, outline, pet_node)
+    label, names = label_from_segments(context, outline, pet_node, mrml.image_from_volume_node(pet_node))
     assert names == {1: "Lesion", 2: "Muscle box"}
     assert label.GetSize() == mrml.image_from_volume_node(pet_node).GetSize()
     assert sitk.GetArrayViewFromImage(label)[10:14, 5:9, 5:9].max() == 2

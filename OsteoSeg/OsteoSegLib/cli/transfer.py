@@ -11,7 +11,7 @@ STEPS_HELP = ("by default: resample for a PET (a combined PET/CT shares one fram
               "B-spline for a CT, rigid for other sources")
 
 
-def label_and_names(label_path: str, source, context_factory):
+def label_and_names(label_path: str, source, context):
     """The label map to transfer and its segment names: a label map file as it is, or a .seg.nrrd
     whose segments become the values 1, 2, ... on the source image's grid."""
     from ..data.io import read_image
@@ -21,11 +21,10 @@ def label_and_names(label_path: str, source, context_factory):
     from ..scene import mrml
     from ..scene.transfer_in_scene import label_from_segments
 
-    context = context_factory()
     with mrml.temporary_nodes(context):
         reference = mrml.volume_node_from_image(context, source, "source")
         segmentation = mrml.load_segmentation(context, label_path)
-        return label_from_segments(context, segmentation, reference)
+        return label_from_segments(context, segmentation, reference, source)
 
 
 def run_transfer(arguments) -> int:
@@ -42,7 +41,7 @@ def run_transfer(arguments) -> int:
         earlier = folder.earlier_result(TRANSFER_OUTPUTS, arguments.force, "transfer")
         source, target = read_image(arguments.source), read_image(arguments.target)
         context = mrml.create_headless_context()
-        label, names = label_and_names(arguments.label, source, lambda: context)
+        label, names = label_and_names(arguments.label, source, context)
         try:
             result = transfer_label(source, label, target, source_kind=arguments.source_kind,
                                     steps=arguments.steps)

@@ -122,8 +122,9 @@ def register_deformable(fixed: sitk.Image, moving: sitk.Image, rigid: sitk.Trans
                             + RIGID_ONLY_ADVICE, case=case) from None
     transform = sitk.CompositeTransform([rigid, bspline])   # applied last-added first: rigid(bspline(x))
     after = _metric(fixed, moving, region_mask, transform, metric, bins, sampling)
-    folding = folding_fraction(bspline, region_mask)
-    mean_mm, max_mm = displacement_at(bspline, region_mask, label_in_region)
+    field = displacement_field(bspline, region_mask)   # sampled once for both figures
+    folding = folded_share(field, region_mask)
+    mean_mm, max_mm = displacement_lengths(field, label_in_region)
     result = DeformableResult(transform, metric, before, after, folding, mean_mm, max_mm,
                               method.GetOptimizerIteration())
     check_deformation(result, case)
@@ -155,16 +156,24 @@ def jacobian_determinant(displacement: np.ndarray, spacing_xyz, direction=None) 
 def folding_fraction(deformation: sitk.Transform, region: sitk.Image) -> float:
     """Share of the region's voxels where the deformation's Jacobian determinant is <= 0 (it folds:
     neighbouring points swap places, which no anatomy does)."""
-    jacobian = jacobian_determinant(displacement_field(deformation, region), region.GetSpacing(),
-                                    region.GetDirection())
-    return float(np.mean(jacobian <= 0))
+    return folded_share(displacement_field(deformation, region), region)
+
+
+def folded_share(field: np.ndarray, region: sitk.Image) -> float:
+    """`folding_fraction` of a displacement field already sampled on the region's grid."""
+    return float(np.mean(jacobian_determinant(field, region.GetSpacing(), region.GetDirection()) <= 0))
 
 
 def displacement_at(deformation: sitk.Transform, region: sitk.Image, label_in_region: np.ndarray,
                     ) -> tuple[float, float]:
     """Mean and largest length (mm) of the deformation's displacement over the label's voxels
     (`label_in_region`: (z, y, x) bool on the region's grid)."""
-    lengths = np.linalg.norm(displacement_field(deformation, region), axis=-1)
+    return displacement_lengths(displacement_field(deformation, region), label_in_region)
+
+
+def displacement_lengths(field: np.ndarray, label_in_region: np.ndarray) -> tuple[float, float]:
+    """`displacement_at` of a displacement field already sampled on the region's grid."""
+    lengths = np.linalg.norm(field, axis=-1)
     values = lengths[label_in_region] if label_in_region.any() else lengths.ravel()
     return float(values.mean()), float(values.max())
 

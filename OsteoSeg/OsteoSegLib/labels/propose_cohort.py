@@ -15,10 +15,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..atomic import write_text
-from ..data.cohort import COHORT_FILE, Case, Cohort, save_cohort
+from ..data.cohort import COHORT_FILE, Case, Cohort, save_cohort, with_absolute_paths
 from ..data.io import read_image, write_image
 from ..errors import OsteoSegError
-from ..model.slice_data import TRANSFORM_KEY, recorded_transform
+from ..model.slice_data import recorded_transform
 from ..outputs import OutputFolder
 from ..progress import Progress
 from .propose import Proposal, ProposalSettings, propose
@@ -60,14 +60,10 @@ def write_case(folder: Path, ct: sitk.Image, proposal: Proposal | None, rough_so
 
 def proposed_case(cohort: Cohort, case: Case, record: dict) -> Case:
     """The new cohort's entry: the same images (absolute paths), the proposals as Label A and B."""
-    metadata = dict(case.metadata)
-    if metadata.get(TRANSFORM_KEY):
-        metadata[TRANSFORM_KEY] = str(cohort.path(metadata[TRANSFORM_KEY]))
-    metadata["proposal"] = record
-    return Case(case.case_id, str(cohort.path(case.ct)), str(cohort.path(case.pet)),
-                labels={source: f"{case.case_id}/{FILES[source]}" for source in "AB"},
-                truth=str(cohort.path(case.truth)) if case.truth else None, pet_units=case.pet_units,
-                metadata=metadata)
+    new = with_absolute_paths(cohort, case)
+    new.metadata["proposal"] = record
+    new.labels = {source: f"{case.case_id}/{FILES[source]}" for source in "AB"}
+    return new
 
 
 def propose_cohort(cohort: Cohort, rough_source: str, out: str | os.PathLike, *,

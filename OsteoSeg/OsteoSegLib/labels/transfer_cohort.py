@@ -110,12 +110,12 @@ def earlier_transfer(case_folder: Path, case_id: str, request: dict) -> dict | N
 
 def write_case(folder: OutputFolder, case_id: str, result, request: dict) -> dict:
     """Write one case's transfer into its folder (owned by the manifest before anything is written
-    there; an interrupted earlier attempt is removed first); returns its report."""
+    there; an interrupted earlier attempt is removed first); returns its report, as written."""
     if (folder.path / case_id).exists():
         folder.remove(case_id)   # refused if OsteoSeg did not write it
     folder.record(case_id)
     write_transfer(result, folder.path / case_id, inputs=request, names={})
-    return finished_report(folder.path / case_id)
+    return {**result.report, "inputs": request}
 
 
 def finished_report(case_folder: Path) -> dict | None:

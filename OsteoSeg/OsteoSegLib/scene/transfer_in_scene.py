@@ -20,14 +20,15 @@ REPORT_TAG = "OsteoSeg.transfer"
 VERDICT_TAG = "OsteoSeg.visibility"
 
 
-def label_from_segments(context: mrml.MrmlContext, segmentation_node, source_node) -> tuple[sitk.Image, dict[int, str]]:
-    """The segments of a segmentation node as one label map on the source volume's grid (value i for
-    the i-th segment, later segments on top where they overlap) and the names by value."""
+def label_from_segments(context: mrml.MrmlContext, segmentation_node, source_node,
+                        source: sitk.Image) -> tuple[sitk.Image, dict[int, str]]:
+    """The segments of a segmentation node as one label map on the grid of the source volume (`source`:
+    its image; value i for the i-th segment, later segments on top where they overlap) and the names by
+    value."""
     with mrml.temporary_nodes(context):   # the export leaves display and colour nodes behind
         masks = mrml.masks_from_segmentation(context, segmentation_node, source_node)
     if not masks:
         raise OsteoSegError(f"the segmentation {segmentation_node.GetName()!r} has no segments to transfer")
-    source = mrml.image_from_volume_node(source_node)
     labels = np.zeros(tuple(reversed(source.GetSize())), np.uint16)
     names = {}
     for value, (name, mask) in enumerate(masks.items(), start=1):
@@ -76,9 +77,9 @@ def transfer_in_scene(context: mrml.MrmlContext, source_node, segmentation_node,
         raise OsteoSegError("select the volume the segmentation was drawn on, the segmentation and the CT")
     if source_node is target_node:
         raise OsteoSegError("the segmentation is already on this CT: choose the volume it was drawn on")
-    label, names = label_from_segments(context, segmentation_node, source_node)
-    target = mrml.image_from_volume_node(target_node)
-    result = transfer_label(mrml.image_from_volume_node(source_node), label, target, source_kind=source_kind,
+    source = mrml.image_from_volume_node(source_node)
+    label, names = label_from_segments(context, segmentation_node, source_node, source)
+    result = transfer_label(source, label, mrml.image_from_volume_node(target_node), source_kind=source_kind,
                             steps=steps, case=segmentation_node.GetName())
     name = mrml.unique_node_name(context, f"{segmentation_node.GetName()} on {target_node.GetName()}")
     node = transferred_segmentation_node(context, target_node, result, names, name)
