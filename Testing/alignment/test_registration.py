@@ -7,16 +7,22 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from OsteoSegLib.alignment import registration
 from OsteoSegLib.alignment.registration import (
+    MAX_ROTATION_DEG,
     MAX_SAMPLES,
+    MAX_SHIFT_MM,
     _check_plausible,
     anatomy_mask,
+    check_spacing,
     largest_displacement,
     mask_centroid,
     metric_mask,
+    move_geometry,
     pet_coverage,
     register_rigid,
     sampling_per_level,
+    save_transform,
     target_registration_error,
 )
 from OsteoSegLib.errors import OsteoSegError
@@ -139,6 +145,82 @@ def test_implausible_registration_and_disjoint_volumes_are_refused():
     assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == threads   # given back on failure too
 
 
+def test_the_plausibility_limits_are_inclusive_and_name_the_case():
+    _check_plausible(sitk.Euler3DTransform((0, 0, 0), 0, 0, 0, (18.0, -24.0, 0.0)), "P1")   # exactly 30 mm
+    with pytest.raises(OsteoSegError) as refused:
+        _check_plausible(sitk.Euler3DTransform((0, 0, 0), 0, 0, 0, (18.0, -24.0, 0.01)), "P1")
+    assert str(refused.value) == ("case P1: rigid registration ended at an implausible alignment (30 mm, 0 degrees; "
+                                  "limits 30 mm, 15 degrees); nothing was written. Check that CT and PET are of "
+                                  "the same patient, or align by resampling")
+    limit = math.radians(MAX_ROTATION_DEG)                     # reads back as 14.999... degrees
+    _check_plausible(sitk.Euler3DTransform((0, 0, 0), 0, -limit, 0, (0, 0, 0)), "P1")
+    with pytest.raises(OsteoSegError, match=r"case P1: .*15 degrees"):
+        _check_plausible(sitk.Euler3DTransform((0, 0, 0), 0, -np.nextafter(limit, 1.0), 0, (0, 0, 0)), "P1")
+    assert MAX_SHIFT_MM == 30.0 and MAX_ROTATION_DEG == 15.0
+
+
+def test_mask_centroid_is_the_physical_centre_of_the_marked_voxels():
+    mask = np.zeros((4, 5, 6), np.uint8)
+    mask[1, 2, 3] = mask[1, 2, 5] = 2                           # x 3, 5, 5; y 2, 2, 4; z 1, 1, 3
+    mask[3, 4, 5] = 1                                           # any non-zero label value counts
+    image = sitk.GetImageFromArray(mask)
+    image.SetSpacing((0.5, 2.0, 3.0))
+    image.SetOrigin((10.0, -20.0, 5.0))
+    expected = (10.0 + 0.5 * 13 / 3, -20.0 + 2.0 * 8 / 3, 5.0 + 3.0 * 5 / 3)
+    assert mask_centroid(image) == pytest.approx(expected)
+    assert mask_centroid(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.uint8))) is None
+
+
+def test_move_geometry_puts_every_voxel_where_the_transform_sends_it():
+    image = sitk.GetImageFromArray(np.arange(60, dtype=np.float32).reshape(3, 4, 5))
+    image.SetSpacing((1.0, 2.0, 3.0))
+    image.SetOrigin((5.0, -7.0, 11.0))
+    image.SetDirection((0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    transform = sitk.Euler3DTransform((3.0, 1.0, -2.0), 0.1, -0.2, 0.3, (4.0, -5.0, 6.0))
+    moved = move_geometry(image, transform)
+    for index in [(0, 0, 0), (4, 3, 2), (1, 3, 0)]:
+        expected = transform.TransformPoint(image.TransformIndexToPhysicalPoint(index))
+        assert moved.TransformIndexToPhysicalPoint(index) == pytest.approx(expected)
+    assert moved.GetSpacing() == image.GetSpacing()
+    assert np.array_equal(sitk.GetArrayFromImage(moved), sitk.GetArrayFromImage(image))
+    assert image.GetOrigin() == (5.0, -7.0, 11.0)                # the input is left as it was
+
+
+def test_save_transform_writes_what_reads_back(tmp_path):
+    transform = sitk.Euler3DTransform((1.0, 2.0, 3.0), 0.05, -0.1, 0.2, (4.0, -5.0, 6.5))
+    save_transform(transform, tmp_path / "ct_to_pet.tfm")
+    again = sitk.ReadTransform(str(tmp_path / "ct_to_pet.tfm"))
+    assert np.allclose(again.GetParameters(), transform.GetParameters())
+    assert np.allclose(again.GetFixedParameters(), transform.GetFixedParameters())
+    assert [p.name for p in tmp_path.iterdir()] == ["ct_to_pet.tfm"]   # no temporary left
+
+
+@pytest.mark.parametrize("read_back", ["unreadable", "other parameters", "other centre"])
+def test_save_transform_refuses_a_file_that_does_not_read_back(tmp_path, monkeypatch, read_back):
+    """ITK reports a failed write only on its console: the file is read back before it takes its name."""
+    transform = sitk.Euler3DTransform((1.0, 2.0, 3.0), 0.05, -0.1, 0.2, (4.0, -5.0, 6.5))
+    wrong = {"other parameters": sitk.Euler3DTransform((1.0, 2.0, 3.0), 0.05, -0.1, 0.2, (4.0, -5.0, 7.5)),
+             "other centre": sitk.Euler3DTransform((1.0, 2.0, 9.0), 0.05, -0.1, 0.2, (4.0, -5.0, 6.5))}
+
+    def read_transform(path):
+        if read_back == "unreadable":
+            raise RuntimeError("ITK ERROR: cut short")
+        return wrong[read_back]
+
+    monkeypatch.setattr(registration.sitk, "ReadTransform", read_transform)
+    target = tmp_path / "ct_to_pet.tfm"
+    with pytest.raises(OsteoSegError, match=rf"^{target}: writing failed: the transform file on disk is incomplete"):
+        save_transform(transform, target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_transform_names_the_file_and_itk_s_reason(tmp_path):
+    target = tmp_path / "ct_to_pet.unknown"
+    with pytest.raises(OsteoSegError, match=rf"^{target}: cannot write the transform \(.*unsupported type\.\)$"):
+        save_transform(sitk.Euler3DTransform(), target)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.realdata
 def test_rigid_registration_recovers_a_known_perturbation_of_a_real_pet(shared_data):
     """STS_029: the registration of the perturbed PET lands where the perturbation sends the answer on
@@ -167,3 +249,63 @@ def test_an_implausible_voxel_spacing_is_refused_before_registering(spacing):
     pet.SetSpacing([s * 2 for s in spacing])
     with pytest.raises(OsteoSegError, match="case P4: the CT's voxel spacing .* mm is implausible"):
         register_rigid(ct, pet, case="P4")
+
+
+def test_the_spacing_limits_are_inclusive_and_the_message_shows_the_spacing_to_a_micrometre():
+    image = sitk.Image([4, 4, 4], sitk.sitkFloat32)
+    image.SetSpacing((0.01, 50.0, 3.0))
+    check_spacing(image, "CT", "P5")                            # both ends are plausible
+    image.SetSpacing((0.0099999, 1.23456789, 3.0))
+    with pytest.raises(OsteoSegError) as refused:
+        check_spacing(image, "PET", "P5")
+    assert str(refused.value) == ("case P5: the PET's voxel spacing (0.01, 1.234568, 3.0) mm is implausible "
+                                  "(expected 0.01 to 50.0 mm); check the file's header")
+
+
+def test_the_air_band_is_measured_in_millimetres_on_anisotropic_voxels():
+    hounsfield = np.full((3, 20, 30), -1000.0, np.float32)
+    hounsfield[:, 5:15, 10:20] = 40.0                           # body: y 5-14 (1 mm), x 10-19 (2 mm voxels)
+    ct = sitk.GetImageFromArray(hounsfield)
+    ct.SetSpacing((2.0, 1.0, 3.0))
+    row = anatomy_mask(ct, 4.0)[1, 10]
+    assert row.nonzero()[0].tolist() == list(range(8, 22))      # 2 and 4 mm of air each side, not 6
+    column = anatomy_mask(ct, 4.0)[1, :, 15]
+    assert column.nonzero()[0].tolist() == list(range(1, 19))   # 1 to 4 mm of air each side, not 5
+    assert anatomy_mask(ct, 1.0)[1, :, 15].nonzero()[0].tolist() == list(range(4, 16))
+
+
+def test_metal_and_its_streaks_within_15_mm_are_left_out():
+    def ct_of(hounsfield):
+        image = sitk.GetImageFromArray(hounsfield)
+        image.SetSpacing((2.0, 1.0, 3.0))
+        return image
+
+    hounsfield = np.full((3, 30, 30), 40.0, np.float32)         # all body
+    hounsfield[1, 10, 5] = 2500.0                               # dense bone or contrast: not metal yet
+    assert anatomy_mask(ct_of(hounsfield), 0.0).all()
+    hounsfield[1, 10, 5] = 2500.5
+    mask = anatomy_mask(ct_of(hounsfield), 0.0)
+    assert mask[1, 10].nonzero()[0].tolist() == list(range(13, 30))   # x within 14 mm is out, 16 mm is in
+    assert mask[1, :, 5].nonzero()[0].tolist() == list(range(26, 30))   # y: 15 mm is out, 16 mm is in
+    assert mask[1, 10, 5 + 8] and not mask[0, 10, 5 + 7]        # one slice up (3 mm): still within 15 mm
+
+
+def test_pet_coverage_margin_is_in_millimetres_and_keeps_at_least_the_middle_voxel():
+    ct = sitk.Image([60, 10, 4], sitk.sitkFloat32)              # x 0-59 mm
+    pet = sitk.Image([15, 10, 4], sitk.sitkFloat32)
+    pet.SetSpacing((2.0, 2.0, 2.0))                             # x -1 .. 29 mm (centres 0 .. 28)
+    assert pet_coverage(ct, pet, margin_mm=4.0)[2, 5].nonzero()[0].tolist() == list(range(3, 25))
+    # a margin wider than the PET keeps its middle voxel, never nothing (x 13 to 15 mm)
+    assert pet_coverage(ct, pet, margin_mm=100.0)[2, 8].nonzero()[0].tolist() == [13, 14]
+
+
+def test_the_metric_mask_is_an_8_bit_image_on_the_ct_grid():
+    ct = sitk.Image([6, 5, 4], sitk.sitkInt16)
+    ct.SetSpacing((0.5, 1.5, 2.5))
+    ct.SetOrigin((1.0, 2.0, 3.0))
+    anatomy, coverage = np.zeros((4, 5, 6), bool), np.zeros((4, 5, 6), bool)
+    anatomy[1:3], coverage[:, 2:] = True, True
+    mask = metric_mask(anatomy, coverage, ct)
+    assert mask.GetPixelID() == sitk.sitkUInt8
+    assert (mask.GetSpacing(), mask.GetOrigin()) == (ct.GetSpacing(), ct.GetOrigin())
+    assert np.array_equal(sitk.GetArrayFromImage(mask), (anatomy & coverage).astype(np.uint8))

@@ -104,6 +104,8 @@ def test_out_of_gpu_memory_at_one_slice_continues_on_the_cpu_with_the_same_answe
         return real(networks, channels, device=device, batch_size=batch_size, dtype=dtype, **options)
 
     monkeypatch.setattr(predict, "predict_probabilities", gpu_always_full)
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
     model = random_model(seed=3)
     channels = np.random.default_rng(2).random((3, 2, 20, 24)).astype(np.float32)
     messages = Messages()
@@ -114,6 +116,7 @@ def test_out_of_gpu_memory_at_one_slice_continues_on_the_cpu_with_the_same_answe
     assert [c[:3] for c in calls] == [("cuda", 4, torch.bfloat16), ("cuda", 2, torch.bfloat16),
                                       ("cuda", 1, torch.bfloat16), ("cpu", 1, None)]
     assert calls[-1][3] == {"cpu"}
+    assert len(emptied) == 3                               # the GPU's cache given back after each of its failures
     assert messages.texts == ["out of GPU memory: retrying with 2 slices per batch",
                               "out of GPU memory: retrying with 1 slices per batch",
                               "out of GPU memory even one slice at a time: continuing on the CPU"]
@@ -121,10 +124,36 @@ def test_out_of_gpu_memory_at_one_slice_continues_on_the_cpu_with_the_same_answe
     np.testing.assert_allclose(probability, expected, atol=1e-6)
 
 
-def test_out_of_memory_on_the_cpu_at_one_slice_is_raised_not_retried_forever():
+def test_out_of_memory_on_the_cpu_at_one_slice_is_raised_not_retried_forever(monkeypatch):
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
     with pytest.raises(torch.cuda.OutOfMemoryError):
         predict_with_fallback([(OutOfMemoryAbove(0), [0])], np.zeros((2, 1, 16, 16), np.float32), size=16,
                               device=torch.device("cpu"), batch_size=2, dtype=None)
+    assert not emptied                                     # no GPU cache to give back on the CPU
+
+
+def test_the_fallback_passes_the_slices_and_box_on():
+    channels = np.ones((6, 1, 32, 32), np.float32)
+    (probability,), _ = predict_with_fallback([(OutOfMemoryAbove(8), [0])], channels, size=32,
+                                              device=torch.device("cpu"), batch_size=4, dtype=None,
+                                              slices=np.array([1, 4]), box=(0, 16, 16, 32))
+    assert not probability[[0, 2, 3, 5]].any() and probability[[1, 4]].any()
+    assert probability[1, :16, 16:].min() > 0.5 and probability[1, 20:, :12].max() < 1e-6
+
+
+def test_a_network_is_prepared_on_the_device_asked_for():
+    network = random_model().network
+    for fold in (True, False):
+        prepared = prepare_network(network, torch.device("meta"), fold_batchnorm=fold)
+        assert {p.device.type for p in prepared.parameters()} == {"meta"}
+    assert {p.device.type for p in network.parameters()} == {"cpu"}
+
+
+def test_the_body_box_s_area_is_its_height_times_its_width():
+    body = np.zeros((32, 32), bool)
+    body[:, 20:28] = True                                  # all rows, columns 20-27: half the slice with margins
+    assert body_box(body, 32, margin=4, multiple=16) == (0, 32, 16, 32)
 
 
 def test_body_box_by_hand():
@@ -170,3 +199,33 @@ def test_preparing_a_network_leaves_the_original_as_it_was():
     assert first.is_contiguous() and not first.is_contiguous(memory_format=torch.channels_last)
     first = [m for m in fast.modules() if isinstance(m, torch.nn.Conv2d)][0].weight
     assert first.is_contiguous(memory_format=torch.channels_last) and not first.is_contiguous()
+
+
+class InputSpy(torch.nn.Module):
+    """A stand-in network that records what it is given and answers with the mean of its channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append((tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last), x.is_contiguous(),
+                          x[:, :, 0, 0].clone()))
+        return x.mean(dim=1, keepdim=True)
+
+
+def test_batches_are_16_slices_channels_last_and_each_network_gets_its_channels():
+    channels = np.zeros((40, 3, 8, 8), np.float32)
+    channels[:, 1] = np.arange(40)[:, None, None]          # channel 1 numbers the slices
+    channels[:, 2] = -1.0
+    every, second = InputSpy(), InputSpy()
+    predict_probabilities([(every, [0, 1, 2]), (second, [1])], channels, size=16, device=torch.device("cpu"))
+    assert [shape for shape, *_ in every.seen] == [(16, 3, 16, 16), (16, 3, 16, 16), (8, 3, 16, 16)]
+    assert all(channels_last and not plain for _, channels_last, plain, _ in every.seen)
+    assert [shape for shape, *_ in second.seen] == [(16, 1, 16, 16), (16, 1, 16, 16), (8, 1, 16, 16)]
+    assert torch.cat([values[:, 0] for *_, values in second.seen]).tolist() == list(range(40))
+    plain = InputSpy()
+    predict_probabilities([(plain, [0, 1, 2])], channels, size=16, device=torch.device("cpu"), batch_size=32,
+                          channels_last=False)
+    assert [(shape, channels_last, contiguous) for shape, channels_last, contiguous, _ in plain.seen] == [
+        ((32, 3, 16, 16), False, True), ((8, 3, 16, 16), False, True)]

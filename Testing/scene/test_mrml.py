@@ -265,8 +265,11 @@ def test_segmentation_files_that_cannot_be_loaded_are_named_and_add_nothing(cont
     (tmp_path / "text.seg.nrrd").write_text("not a segmentation")
     data = saved.read_bytes()
     (tmp_path / "cut.seg.nrrd").write_bytes(data[:len(data) // 2])    # Slicer's reader would end the process
+    # ITK reads a 4D NRRD; Slicer's segmentation reader does not (the nodes made for it are removed again)
+    four_d = sitk.GetImageFromArray(np.ones((2, 3, 4, 5), np.uint8), isVector=False)
+    sitk.WriteImage(four_d, str(tmp_path / "4d.seg.nrrd"))
     count = context.scene.GetNumberOfNodes()
-    for name in ("text.seg.nrrd", "cut.seg.nrrd"):
+    for name in ("text.seg.nrrd", "cut.seg.nrrd", "4d.seg.nrrd"):
         with pytest.raises(OsteoSegError) as broken:
             mrml.load_segmentation(context, tmp_path / name)
         assert (broken.value.path, broken.value.problem) == (str(tmp_path / name), mrml.UNREADABLE_SEGMENTATION)
@@ -306,3 +309,55 @@ def test_scene_bundles_are_named_mrb_staged_beside_the_target_and_failures_named
 def test_a_transform_node_has_the_name_given(context):
     node = mrml.transform_node_from_ct_to_pet(context, sitk.Euler3DTransform(), "PET to CT (rigid)")
     assert node.GetName() == "PET to CT (rigid)" and node.IsA("vtkMRMLLinearTransformNode")
+
+
+def test_a_table_node_has_a_column_per_key_text_or_number(context):
+    node = mrml.table_node_from_rows(context, [{"case": "P1", "dice": 0.75, "voxels": 12}], "scores")
+    table = node.GetTable()
+    assert node.GetName() == "scores" and (table.GetNumberOfRows(), table.GetNumberOfColumns()) == (1, 3)
+    assert [table.GetColumn(c).GetName() for c in range(3)] == ["case", "dice", "voxels"]
+    assert [table.GetColumn(c).GetClassName() for c in range(3)] == ["vtkStringArray", "vtkDoubleArray",
+                                                                     "vtkDoubleArray"]
+    assert (table.GetValue(0, 0).ToString(), table.GetValue(0, 1).ToDouble(), table.GetValue(0, 2).ToDouble()) == (
+        "P1", 0.75, 12.0)
+    empty = mrml.table_node_from_rows(context, [], "nothing").GetTable()
+    assert (empty.GetNumberOfRows(), empty.GetNumberOfColumns()) == (0, 0)
+
+
+def test_saving_a_segmentation_names_the_file_and_what_is_wrong(context, tmp_path, monkeypatch):
+    ct = mrml.volume_node_from_image(context, oblique_image(), "CT")
+    a, _ = overlapping_masks((10, 20, 30))
+    node = mrml.segmentation_from_masks(context, ct, [mrml.SegmentSpec("A", (1, 0, 0), a)], "x")
+    with pytest.raises(OsteoSegError) as wrong_name:
+        mrml.save_segmentation(context, node, tmp_path / "result.nrrd")
+    assert str(wrong_name.value) == f"{tmp_path / 'result.nrrd'}: a segmentation file must end in .seg.nrrd"
+
+    def cut_short(path):
+        raise RuntimeError("ITK ERROR: NrrdImageIO: read failed")
+
+    monkeypatch.setattr(mrml.sitk, "ReadImage", cut_short)
+    count = context.scene.GetNumberOfNodes()
+    with pytest.raises(OsteoSegError) as incomplete:
+        mrml.save_segmentation(context, node, tmp_path / "result.seg.nrrd")
+    assert str(incomplete.value) == (f"{tmp_path / 'result.seg.nrrd'}: writing failed: the segmentation file on "
+                                     "disk is incomplete (is the disk full?)")
+    assert list(tmp_path.iterdir()) == [] and context.scene.GetNumberOfNodes() == count
+
+
+class RefusingExport:
+    """The Segmentations logic, except that exporting a segment fails."""
+
+    def ExportSegmentsToLabelmapNode(self, *arguments):   # noqa: N802 (Slicer's name)
+        return False
+
+
+def test_a_segment_slicer_cannot_export_is_named_and_its_labelmap_removed(context):
+    ct = mrml.volume_node_from_image(context, oblique_image(), "CT")
+    a, _ = overlapping_masks((10, 20, 30))
+    node = mrml.segmentation_from_masks(context, ct, [mrml.SegmentSpec("Model A", (1, 0, 0), a)], "x")
+    segment_id = node.GetSegmentation().GetNthSegmentID(0)
+    count = context.scene.GetNumberOfNodes()
+    with pytest.raises(OsteoSegError) as refused:
+        mrml.masks_from_segmentation(replace(context, segmentations_logic=RefusingExport()), node, ct)
+    assert str(refused.value) == f"Slicer could not export segment {segment_id!r}"
+    assert context.scene.GetNumberOfNodes() == count

@@ -32,6 +32,16 @@ def align(ct: sitk.Image, pet: sitk.Image, method: str = "resample", *, case: st
     return resample_onto(pet, ct, transform=result.transform), result.transform, result
 
 
+def highest_uptake_slice(pet: np.ndarray) -> int:
+    """The axial slice (z, y, x) holding the PET's maximum, the first of equals: where the figure looks."""
+    return int(np.argmax(pet.reshape(pet.shape[0], -1).max(axis=1)))
+
+
+def figure_title(method: str, result) -> str:
+    """The figure's title: the method, and for a registration the metric before and after."""
+    return method + (f": MI {result.metric_before:.4f} -> {result.metric_after:.4f}" if result else "")
+
+
 def write_quality_figure(ct: sitk.Image, before: sitk.Image, after: sitk.Image, path, title: str) -> None:
     """CT with the PET fused on top, before and after alignment, on the slice of highest uptake."""
     import matplotlib
@@ -41,7 +51,7 @@ def write_quality_figure(ct: sitk.Image, before: sitk.Image, after: sitk.Image, 
 
     ct_array = sitk.GetArrayFromImage(ct)
     after_array = sitk.GetArrayFromImage(after)
-    k = int(np.argmax(after_array.reshape(after_array.shape[0], -1).max(axis=1)))
+    k = highest_uptake_slice(after_array)
     top = max(float(np.percentile(after_array, 99.5)), 1e-3)
     figure, axes = plt.subplots(1, 2, figsize=(8, 4.2), dpi=100)
     for axis, pet, name in zip(axes, (before, after), ("before", "after"), strict=True):
@@ -71,7 +81,6 @@ def align_to_folder(ct: sitk.Image, pet: sitk.Image, out: str | os.PathLike, met
                       metric_after=result.metric_after, iterations=result.iterations,
                       stop_condition=result.stop_condition)
     write_text(out / "alignment.json", json.dumps(report, indent=2) + "\n")
-    title = f"{method}" + (f": MI {result.metric_before:.4f} -> {result.metric_after:.4f}" if result else "")
     before = aligned if result is None else resample_onto(pet, ct)   # resampling is its own "before"
-    write_quality_figure(ct, before, aligned, out / "alignment.png", title)
+    write_quality_figure(ct, before, aligned, out / "alignment.png", figure_title(method, result))
     return report

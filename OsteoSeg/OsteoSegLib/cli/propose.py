@@ -196,7 +196,9 @@ def run_cohort(arguments) -> int:
     proposed = propose_cohort(cohort, arguments.rough_label, arguments.out, force=arguments.force,
                               progress=TerminalProgress())
     print(f"Wrote {len(proposed.cases)} cases with Proposed A and B as labels A and B to {proposed.root}")
-    print(f"Train on them with: osteoseg train {arguments.out} --label A --out models/A")
+    print("Review them first (on phantoms, models trained on unreviewed proposals scored below models trained on "
+          "the rough input: docs/label-proposals.md), then train: "
+          f"osteoseg train {arguments.out} --label A --out models/A")
     return 0
 
 
